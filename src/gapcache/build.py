@@ -1,0 +1,159 @@
+"""The connected side: manifest → resolve → fetch into the store → lock → archive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .archive import PackResult, lock_path_beside, pack
+from .errors import DiskFull, EnvironmentProblem, GapcacheError
+from .fetch import Credentials, Downloader, FetchJob
+from .kinds import KINDS, Artifact, Item, ResolveContext
+from .kinds.base import ResolveFailure
+from .lock import Lock
+from .manifest import Manifest
+from .progress import NullProgress, Progress
+from .store import Store, atomic_write, check_space
+
+
+@dataclass(frozen=True)
+class Failure:
+    item: str
+    reason: str
+
+
+@dataclass
+class BuildOptions:
+    store: Path
+    out: Path | None = None
+    concurrency: int = 8
+    retries: int = 5
+    split_size: int | None = None
+    since: Lock | None = None
+    compress: str | None = None
+    progress: Progress = field(default_factory=NullProgress)
+    credentials: Credentials | None = None
+
+
+@dataclass
+class BuildResult:
+    items: list[Item]
+    failures: list[Failure]
+    lock: Lock | None = None
+    packed: PackResult | None = None
+    transferred: int = 0
+    lock_path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+async def resolve(
+    manifest: Manifest, downloader: Downloader, *, probe_sizes: bool = False
+) -> tuple[list[Item], list[Failure]]:
+    """Every kind resolves its section; an item that cannot be resolved is reported, not fatal."""
+    with tempfile.TemporaryDirectory(prefix="gapcache-resolve-") as scratch:
+        ctx = ResolveContext(downloader=downloader, scratch=Path(scratch), probe_sizes=probe_sizes)
+        items: list[Item] = []
+        for kind in KINDS.values():
+            items += await kind.resolve(manifest, ctx)
+    return items, [_failure(f) for f in ctx.failures]
+
+
+def _failure(f: ResolveFailure) -> Failure:
+    return Failure(f"{f.kind} {f.name}", f.reason)
+
+
+async def plan(manifest: Manifest, opts: BuildOptions) -> BuildResult:
+    """Resolve (metadata only, sizes probed with HEAD) without downloading any content."""
+    store = Store(opts.store)
+    async with Downloader(store, concurrency=opts.concurrency, credentials=opts.credentials) as dl:
+        items, failures = await resolve(manifest, dl, probe_sizes=True)
+    return BuildResult(items=items, failures=failures)
+
+
+async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | None = None) -> BuildResult:
+    """Resolve (or take ``locked``), fetch every artifact, and pack the archive if all succeeded."""
+    store = Store(opts.store)
+    store.ensure()
+    async with Downloader(
+        store,
+        concurrency=opts.concurrency,
+        retries=opts.retries,
+        progress=opts.progress,
+        credentials=opts.credentials,
+    ) as dl:
+        if locked is not None:
+            items, failures = list(locked.items), list[Failure]()
+        else:
+            assert manifest is not None
+            items, failures = await resolve(manifest, dl)
+        missing = {
+            (a.digest or a.source): a.size or 0
+            for i in items
+            for a in i.artifacts
+            if not (a.digest and store.has(a.digest, a.size))
+        }
+        check_space(opts.store, sum(missing.values()))
+        opts.progress.begin("fetch", sum(len(i.artifacts) for i in items), sum(missing.values()) or None)
+        try:
+            fetched, fetch_failures, transferred = await _fetch_all(dl, items)
+        except DiskFull:
+            for partial in store.tmp.glob("partial-*"):
+                partial.unlink(missing_ok=True)
+            raise
+        finally:
+            opts.progress.end()
+    result = BuildResult(items=fetched, failures=failures + fetch_failures, transferred=transferred)
+    if not result.ok or opts.out is None:
+        return result
+    lock = locked if locked is not None else Lock.build(fetched)
+    result.lock = lock
+    result.packed = pack(
+        lock,
+        store,
+        opts.out,
+        split_size=opts.split_size,
+        since=opts.since,
+        compress=opts.compress,
+        progress=opts.progress,
+    )
+    result.lock_path = lock_path_beside(opts.out)
+    atomic_write(result.lock_path, lock.to_bytes())
+    return result
+
+
+async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], list[Failure], int]:
+    transferred = 0
+
+    async def one(item: Item) -> Item | Failure:
+        nonlocal transferred
+        arts: list[Artifact] = []
+        for art in item.artifacts:
+            job = FetchJob(art.source, art.digest, art.size, label=art.path)
+            try:
+                res = await dl.fetch(job)
+            except EnvironmentProblem:
+                raise
+            except GapcacheError as exc:
+                return Failure(f"{item.kind} {item.name}", str(exc))
+            transferred += res.transferred
+            arts.append(art.model_copy(update={"digest": res.digest, "size": res.size}))
+        return item.model_copy(update={"artifacts": arts})
+
+    tasks = [asyncio.ensure_future(one(i)) for i in items]
+    try:
+        results = await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    ok = [r for r in results if isinstance(r, Item)]
+    failed = [r for r in results if isinstance(r, Failure)]
+    return ok, failed, transferred

@@ -1,0 +1,289 @@
+"""The command line: a thin layer over the library. Exit codes (DESIGN): 0 ok; 1 some items or
+verification failed; 2 usage or manifest error; 3 environment (disk space, permissions, tools)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import GapcacheError, UsageError, human_bytes
+
+DEFAULT_ROOT = Path("/opt/deepops")
+
+
+def default_store() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gapcache"
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 4G, 700M, 1048576)")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
+    value = int(float(m.group(1)) * mult)
+    if value < 1 << 20:
+        raise argparse.ArgumentTypeError("split size must be at least 1M")
+    return value
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)
+
+
+# ---- build ----------------------------------------------------------------------------------------
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .archive import read_head
+    from .build import BuildOptions, build, plan
+    from .lock import read_lock
+    from .manifest import load_manifest
+    from .progress import make_progress
+
+    if args.locked and args.file:
+        raise UsageError("give either -f MANIFEST or --locked LOCK, not both")
+    if not args.locked and not args.file:
+        raise UsageError("give a manifest with -f MANIFEST (or --locked LOCK)")
+    manifest = load_manifest(Path(args.file)) if args.file else None
+    locked = read_lock(Path(args.locked)) if args.locked else None
+    since = None
+    if args.since:
+        sp = Path(args.since)
+        since = read_head(sp).lock if sp.name.endswith((".tar", ".tar.zst")) else read_lock(sp)
+    opts = BuildOptions(
+        store=Path(args.store) if args.store else default_store(),
+        out=Path(args.output) if args.output else None,
+        concurrency=args.concurrency,
+        retries=args.retries,
+        split_size=args.split_size,
+        since=since,
+        compress=args.compress,
+        progress=make_progress(args.quiet or args.json),
+    )
+    if args.plan:
+        if manifest is None:
+            raise UsageError("--plan needs a manifest (-f)")
+        result = _run(plan(manifest, opts))
+        rows = [(a.path, a.size, a.source) for i in result.items for a in i.artifacts]
+        if args.json:
+            _print(
+                json.dumps(
+                    {
+                        "ok": result.ok,
+                        "artifacts": [{"path": p, "size": s, "source": src} for p, s, src in rows],
+                        "failed": [{"item": f.item, "reason": f.reason} for f in result.failures],
+                    },
+                    indent=1,
+                )
+            )
+        else:
+            for p, s, src in rows:
+                _print(f"{human_bytes(s) if s is not None else '?':>10}  {p}  <- {src}")
+            known = sum(s for _, s, _ in rows if s is not None)
+            _print(f"{len(rows)} artifact(s), {human_bytes(known)} known")
+            for f in result.failures:
+                _print(f"UNRESOLVED {f.item}: {f.reason}")
+        return 0 if result.ok else 1
+    if opts.out is None:
+        raise UsageError("give the archive to write with -o ARCHIVE.tar (or use --plan)")
+    result = _run(build(manifest, opts, locked))
+    if args.json:
+        _print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "failed": [{"item": f.item, "reason": f.reason} for f in result.failures],
+                    "archive": [str(p) for p in result.packed.parts] if result.packed else [],
+                    "toc": str(result.packed.toc) if result.packed and result.packed.toc else None,
+                    "lock": str(result.lock_path) if result.lock_path else None,
+                    "items": len(result.items),
+                    "bytes_downloaded": result.transferred,
+                },
+                indent=1,
+            )
+        )
+    elif result.ok and result.packed:
+        for p in result.packed.parts:
+            _err(f"wrote {p} ({human_bytes(p.stat().st_size)})")
+        if result.packed.toc:
+            _err(f"wrote {result.packed.toc}")
+        _err(f"wrote {result.lock_path}")
+        _err(
+            f"{len(result.items)} item(s), {result.packed.blobs} blob(s), "
+            f"{human_bytes(result.packed.blob_bytes)}; downloaded {human_bytes(result.transferred)}"
+        )
+    if not result.ok:
+        if not args.json:
+            _err(f"build failed: {len(result.failures)} item(s) failed; no archive written")
+            for f in result.failures:
+                _err(f"  {f.item}: {f.reason}")
+        return 1
+    return 0
+
+
+# ---- ls / verify -------------------------------------------------------------------------------------
+
+
+def _lock_rows(lock: Any) -> list[tuple[str, str, int]]:
+    rows = []
+    for item in lock.items:
+        rows.append((item.kind, item.name, sum(a.size or 0 for a in item.artifacts)))
+    return rows
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from .archive import read_head, resolve_parts
+
+    if args.archive:
+        head = read_head(resolve_parts([Path(args.archive)])[0])
+        lock = head.lock
+        title = f"{args.archive}{' (differential)' if head.since else ''}"
+    else:
+        from .root import Root
+
+        lock = Root(Path(args.root)).current_lock()
+        title = f"{args.root} (served)"
+    rows = _lock_rows(lock)
+    if args.json:
+        _print(json.dumps([{"kind": k, "name": n, "size": s} for k, n, s in rows], indent=1))
+        return 0
+    _print(title)
+    for kind, name, size in rows:
+        _print(f"{kind:6} {human_bytes(size):>10}  {name}")
+    _print(f"{len(rows)} item(s), {len(lock.blobs())} blob(s), {human_bytes(lock.total_size())}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .archive import verify_archive
+    from .progress import make_progress
+
+    progress = make_progress(args.quiet or args.json)
+    if args.archive:
+        report = verify_archive([Path(a) for a in args.archive], progress)
+        what = " ".join(args.archive)
+    else:
+        from .root import Root
+
+        report = Root(Path(args.root)).verify(progress)
+        what = args.root
+    if args.json:
+        _print(
+            json.dumps(
+                {"ok": report.ok, "blobs": report.blobs, "bytes": report.bytes, "problems": report.problems},
+                indent=1,
+            )
+        )
+    else:
+        for p in report.problems:
+            _err(p)
+        extra = (
+            f", {report.missing} blob(s) expected from a base (differential)" if report.differential else ""
+        )
+        state = "OK" if report.ok else f"FAILED ({len(report.problems)} problem(s))"
+        _err(f"{what}: {report.blobs} blob(s), {human_bytes(report.bytes)} verified{extra}: {state}")
+    return 0 if report.ok else 1
+
+
+# ---- parser ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gapcache",
+        description="Build an offline cache for an air-gapped GPU cluster, then serve it as mirrors.",
+        epilog="Exit codes: 0 ok, 1 items or verification failed, 2 usage or manifest error, 3 environment.",
+    )
+    p.add_argument("--version", action="version", version=f"gapcache {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    b = sub.add_parser(
+        "build",
+        help="resolve a manifest, fetch everything, pack one archive (connected side)",
+        description="Resolve MANIFEST into a lock, fetch every artifact into the store "
+        "(parallel, resumable, verified) and pack ARCHIVE. Nothing is written unless all "
+        "items succeed.",
+    )
+    b.add_argument("-f", "--file", metavar="MANIFEST", help="manifest (YAML, format: 1)")
+    b.add_argument(
+        "-o", "--output", metavar="ARCHIVE", help="archive to write (.tar, or .tar.zst with --compress)"
+    )
+    b.add_argument("--locked", metavar="LOCK", help="fetch exactly this lock instead of resolving a manifest")
+    b.add_argument("--store", metavar="DIR", help=f"build store / cache (default {default_store()})")
+    b.add_argument("--concurrency", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
+    b.add_argument(
+        "--retries", type=int, default=5, metavar="N", help="retries per transient failure (default 5)"
+    )
+    b.add_argument(
+        "--plan", action="store_true", help="resolve and print what would be fetched; download nothing"
+    )
+    b.add_argument(
+        "--split-size", type=parse_size, metavar="SIZE", help="split into self-contained parts (e.g. 4G)"
+    )
+    b.add_argument("--since", metavar="OLD", help="differential: leave out blobs in OLD (a lock or archive)")
+    b.add_argument("--compress", choices=["zstd"], help="compress the whole archive (multi-threaded zstd)")
+    b.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    b.set_defaults(func=cmd_build)
+
+    ls = sub.add_parser("ls", help="list the items of an archive or of a loaded root")
+    g = ls.add_mutually_exclusive_group(required=True)
+    g.add_argument("archive", nargs="?", help="archive (or its .toc.json)")
+    g.add_argument("--root", metavar="DIR", help="a loaded root (lists what is served)")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_ls)
+
+    v = sub.add_parser("verify", help="re-hash every blob of an archive or of a loaded root")
+    g = v.add_mutually_exclusive_group(required=True)
+    g.add_argument("archive", nargs="*", default=[], help="archive, its parts, or its .toc.json")
+    g.add_argument("--root", metavar="DIR", help="a loaded root")
+    v.add_argument("--json", action="store_true")
+    v.add_argument("-q", "--quiet", action="store_true")
+    v.set_defaults(func=cmd_verify)
+
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "verify" and not args.archive and not args.root:
+        parser.error("verify: give an archive or --root DIR")
+    try:
+        code: int = args.func(args)
+        return code
+    except GapcacheError as exc:
+        _err(f"gapcache: error: {exc}")
+        return exc.exit_code
+    except PermissionError as exc:
+        _err(f"gapcache: error: permission denied: {exc.filename}")
+        return 3
+    except KeyboardInterrupt:
+        _err("gapcache: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""The one downloader. Nothing else in gapcache opens a connection to an upstream.
+
+- parallel (``concurrency`` transfers at once, one aiohttp session with pooled connections);
+- retries with exponential backoff, only for transient failures: connection errors and resets,
+  timeouts, a body cut short, 5xx, 408, and 429 (honouring ``Retry-After``);
+- resume: bytes already received sit in ``tmp/partial-<key>``; the next attempt (in this run or
+  after a crash) asks for the rest with ``Range`` and continues the hash where it stopped;
+- every byte hashed while streaming; a blob enters the store only if its sha256 matched;
+- a blob already in the store is never downloaded again; for URLs without a pinned digest the
+  last ETag/Last-Modified is kept so a re-run asks with ``If-None-Match``/``If-Modified-Since``;
+- per-host credentials through a hook (``credentials(host) -> headers``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import errno
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import aiohttp
+
+from .errors import DigestMismatch, DiskFull, FetchError, HTTPStatusError
+from .progress import NullProgress, Progress
+from .store import CHUNK, Store, atomic_write, check_space
+
+Credentials = Callable[[str], Mapping[str, str] | None]
+T = TypeVar("T")
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+READ_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    url: str
+    digest: str | None = None
+    size: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    digest: str
+    size: int
+    transferred: int
+
+
+class _Transient(Exception):
+    def __init__(
+        self, reason: str, *, progressed: bool = False, retry_after: float | None = None, got: int = 0
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.progressed = progressed
+        self.retry_after = retry_after
+        self.got = got
+
+
+class _Mismatch(Exception):
+    def __init__(self, actual: str, resumed: bool) -> None:
+        super().__init__(actual)
+        self.actual = actual
+        self.resumed = resumed
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:40]
+
+
+class Downloader:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        concurrency: int = 8,
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_retry_after: float = 300.0,
+        connect_timeout: float = 30.0,
+        read_timeout: float = 60.0,
+        progress: Progress | None = None,
+        credentials: Credentials | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.concurrency = concurrency
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self.timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
+        self.progress: Progress = progress or NullProgress()
+        self.credentials = credentials
+        self.sleep = sleep
+        self._sem = asyncio.Semaphore(concurrency)
+        self._session: aiohttp.ClientSession | None = None
+        self._inflight: dict[str, asyncio.Future[FetchResult]] = {}
+        self._shown: dict[str, int] = {}
+
+    async def __aenter__(self) -> Downloader:
+        connector = aiohttp.TCPConnector(limit=self.concurrency * 2, limit_per_host=0, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self.timeout,
+            trust_env=True,  # proxies and ~/.netrc on the connected side
+            auto_decompress=False,  # bytes are hashed exactly as the upstream stores them
+            headers={"User-Agent": "gapcache", "Accept-Encoding": "identity"},
+        )
+        self.store.ensure()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Downloader used outside 'async with'")
+        return self._session
+
+    def _headers(self, url: str) -> dict[str, str]:
+        if self.credentials is None:
+            return {}
+        host = urlsplit(url).hostname or ""
+        return dict(self.credentials(host) or {})
+
+    # ---- public API -------------------------------------------------------------------------
+
+    async def fetch(self, job: FetchJob) -> FetchResult:
+        """Make the blob ``job`` describes present in the store; returns its digest and size.
+
+        Two jobs for the same blob at once share one transfer.
+        """
+        key = job.digest or job.url
+        if job.digest and self.store.has(job.digest, job.size):
+            return FetchResult(job.digest, self.store.path(job.digest).stat().st_size, 0)
+        existing = self._inflight.get(key)
+        if existing is not None:
+            return await asyncio.shield(existing)
+        fut: asyncio.Future[FetchResult] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            async with self._sem:
+                result = await self._fetch(job)
+            fut.set_result(result)
+            return result
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def head_size(self, url: str) -> int | None:
+        """Size of ``url`` from a HEAD request (None when the upstream does not say)."""
+        if urlsplit(url).scheme == "file":
+            return Path(url2pathname(urlsplit(url).path)).stat().st_size
+
+        async def once() -> int | None:
+            async with self.session.head(url, headers=self._headers(url), allow_redirects=True) as resp:
+                self._raise_for_status(url, resp)
+                return resp.content_length
+
+        return await self._retrying(url, once)
+
+    async def get_bytes(self, url: str, *, max_size: int = 256 << 20) -> bytes:
+        """Small metadata for resolvers (index files, manifests), with the same retry rules."""
+
+        async def once() -> bytes:
+            async with self.session.get(url, headers=self._headers(url)) as resp:
+                self._raise_for_status(url, resp)
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(READ_CHUNK):
+                    body += chunk
+                    if len(body) > max_size:
+                        raise FetchError(url, f"response larger than {max_size} bytes")
+                return bytes(body)
+
+        return await self._retrying(url, once)
+
+    # ---- machinery --------------------------------------------------------------------------
+
+    def _raise_for_status(self, url: str, resp: aiohttp.ClientResponse) -> None:
+        if resp.status in TRANSIENT_STATUS:
+            raise _Transient(
+                f"HTTP {resp.status}", retry_after=parse_retry_after(resp.headers.get("Retry-After"))
+            )
+        if resp.status >= 400:
+            raise HTTPStatusError(url, resp.status, resp.reason or "")
+
+    async def _retrying(self, url: str, once: Callable[[], Awaitable[T]]) -> T:
+        failures = 0
+        while True:
+            try:
+                return await once()
+            except _Transient as exc:
+                failures += 1
+                await self._wait(url, failures, exc)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+                failures += 1
+                await self._wait(url, failures, _Transient(_describe(exc)))
+            except aiohttp.InvalidURL as exc:
+                raise FetchError(url, "invalid URL") from exc
+
+    async def _wait(self, url: str, failures: int, exc: _Transient) -> None:
+        if failures > self.retries:
+            raise FetchError(url, f"{exc.reason} (gave up after {self.retries} retries)")
+        if exc.retry_after is not None:
+            delay = min(exc.retry_after, self.max_retry_after)
+        else:
+            delay = min(self.backoff * 2 ** (failures - 1), self.max_backoff)
+            delay *= 0.75 + random.random() / 2  # jitter: 8 parallel retries do not stampede
+        await self.sleep(delay)
+
+    async def _fetch(self, job: FetchJob) -> FetchResult:
+        label = job.label or job.url
+        self.progress.start(label, label, job.size)
+        try:
+            if urlsplit(job.url).scheme == "file":
+                result = await asyncio.to_thread(self._copy_local, job)
+                self.progress.advance(label, result.transferred)
+            else:
+                result = await self._download(job, label)
+        except BaseException as exc:
+            self.progress.finish(label, False, str(exc))
+            raise
+        finally:
+            self._shown.pop(label, None)
+        self.progress.finish(label, True)
+        return result
+
+    def _copy_local(self, job: FetchJob) -> FetchResult:
+        src = Path(url2pathname(urlsplit(job.url).path))
+        h = hashlib.sha256()
+        tmp = self.store.tmp / f"local-{_key(job.url)}-{os.getpid()}"
+        try:
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                while chunk := fin.read(CHUNK):
+                    h.update(chunk)
+                    fout.write(chunk)
+            digest = "sha256:" + h.hexdigest()
+            if job.digest and digest != job.digest:
+                raise DigestMismatch(job.url, job.digest, digest)
+            size = tmp.stat().st_size
+            self.store.commit(tmp, digest)
+            return FetchResult(digest, size, size)
+        except FileNotFoundError as exc:
+            raise FetchError(job.url, "no such file") from exc
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(str(self.store.root)) from exc
+            raise FetchError(job.url, exc.strerror or str(exc)) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def _download(self, job: FetchJob, label: str) -> FetchResult:
+        partial = self.store.tmp / f"partial-{_key(job.url, job.digest or '')}"
+        validators = self.store.root / "sources" / f"{_key(job.url)}.json"
+        fruitless = 0  # attempts in a row that received nothing
+        total_attempts = 0
+        restarted = False
+        transferred = 0
+        while True:
+            total_attempts += 1
+            try:
+                result, got = await self._attempt(job, label, partial, validators)
+                return FetchResult(result.digest, result.size, transferred + got)
+            except _Mismatch as exc:
+                partial.unlink(missing_ok=True)
+                if exc.resumed and not restarted:
+                    restarted = True  # the partial may have come from another version: start over once
+                    continue
+                assert job.digest is not None
+                raise DigestMismatch(job.url, job.digest, exc.actual) from None
+            except _Transient as exc:
+                transferred += exc.got
+                fruitless = 0 if exc.progressed else fruitless + 1
+                if total_attempts > 10 * (self.retries + 1):
+                    raise FetchError(
+                        job.url, f"{exc.reason} (gave up after {total_attempts} attempts)"
+                    ) from None
+                await self._wait(job.url, max(fruitless, 1), exc)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                if exc.errno == errno.ENOSPC:
+                    raise DiskFull(str(self.store.root)) from exc
+                raise
+
+    async def _attempt(
+        self, job: FetchJob, label: str, partial: Path, validators: Path
+    ) -> tuple[FetchResult, int]:
+        h = hashlib.sha256()
+        offset = partial.stat().st_size if partial.exists() else 0
+        if offset:
+            await asyncio.to_thread(_hash_into, h, partial)
+        headers = self._headers(job.url)
+        cached = _read_validators(validators) if job.digest is None and not offset else None
+        if cached and self.store.has(cached["digest"], cached["size"]):
+            if cached.get("etag"):
+                headers["If-None-Match"] = cached["etag"]
+            if cached.get("last_modified"):
+                headers["If-Modified-Since"] = cached["last_modified"]
+        else:
+            cached = None
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        got = 0
+        try:
+            async with self.session.get(job.url, headers=headers) as resp:
+                if resp.status == 304 and cached is not None:
+                    return FetchResult(cached["digest"], cached["size"], 0), 0
+                if resp.status == 416 and offset:
+                    if job.size is not None and offset == job.size:
+                        return await self._complete(job, partial, h, offset, resp, validators), 0
+                    partial.unlink()
+                    raise _Transient("server refused the resume range; starting over", progressed=True)
+                self._raise_for_status(job.url, resp)
+                if resp.status == 206 and offset:
+                    start = _content_range_start(resp.headers.get("Content-Range"))
+                    if start != offset:
+                        partial.unlink()
+                        raise _Transient("unexpected Content-Range; starting over", progressed=True)
+                    mode = "ab"
+                else:
+                    offset, h, mode = 0, hashlib.sha256(), "wb"
+                # what the display shows for this item always equals the bytes on disk
+                self.progress.advance(label, offset - self._shown.get(label, 0))
+                self._shown[label] = offset
+                limit = job.size
+                if resp.content_length is not None:
+                    check_space(self.store.tmp, resp.content_length)
+                with open(partial, mode) as f:
+                    async for chunk in resp.content.iter_chunked(READ_CHUNK):
+                        f.write(chunk)
+                        h.update(chunk)
+                        got += len(chunk)
+                        self._shown[label] = offset + got
+                        self.progress.advance(label, len(chunk))
+                        if limit is not None and offset + got > limit:
+                            raise FetchError(job.url, f"upstream sent more than the expected {limit} bytes")
+                return await self._complete(job, partial, h, offset + got, resp, validators), got
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+            raise _Transient(_describe(exc), progressed=got > 0, got=got) from exc
+        except FetchError:
+            partial.unlink(missing_ok=True)
+            raise
+
+    async def _complete(
+        self,
+        job: FetchJob,
+        partial: Path,
+        h: hashlib._Hash,
+        size: int,
+        resp: aiohttp.ClientResponse,
+        validators: Path,
+    ) -> FetchResult:
+        digest = "sha256:" + h.hexdigest()
+        if job.digest and digest != job.digest:
+            raise _Mismatch(digest, resumed=resp.status in (206, 416))
+        if job.size is not None and size != job.size:
+            partial.unlink(missing_ok=True)
+            raise FetchError(job.url, f"size mismatch: expected {job.size} bytes, got {size}")
+        await asyncio.to_thread(self.store.commit, partial, digest)
+        if job.digest is None:
+            record = {"url": job.url, "digest": digest, "size": size}
+            if resp.headers.get("ETag"):
+                record["etag"] = resp.headers["ETag"]
+            if resp.headers.get("Last-Modified"):
+                record["last_modified"] = resp.headers["Last-Modified"]
+            with contextlib.suppress(OSError):
+                atomic_write(validators, json.dumps(record, sort_keys=True).encode())
+        return FetchResult(digest, size, size)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+def _content_range_start(value: str | None) -> int | None:
+    # "bytes 100-199/200"
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        return int(value[6:].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def _hash_into(h: hashlib._Hash, path: Path) -> None:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+
+
+def _read_validators(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "digest" in data and "size" in data else None

@@ -1,0 +1,146 @@
+"""The manifest: what the user asks for, as YAML, validated with line-precise errors.
+
+    format: 1
+    files:
+      - url: https://dl.k8s.io/release/v1.31.1/bin/linux/amd64/kubeadm
+        sha256: 0123…            # optional; checked while downloading
+        path: custom/kubeadm     # optional; default <host>/<path of the URL>
+
+Errors name the file, the line, the entry and what is wrong:
+``m.yaml:7: files[3].sha256: not 64 hex digits``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import FormatError, ManifestError
+from .kinds.file import FilesSection
+from .names import logical_path_error
+
+MANIFEST_FORMAT = 1
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: int
+    name: str = "gapcache"
+    files: FilesSection = []
+
+
+Loc = tuple[str | int, ...]
+
+
+def _compose(text: str) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML into plain data and remember the line of every node by its path."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    lines: dict[Loc, int] = {}
+    scalars = yaml.SafeLoader("")
+
+    def walk(n: yaml.Node | None, loc: Loc) -> Any:
+        if n is None:
+            return None
+        lines[loc] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for k, v in n.value:
+                key = k.value
+                lines[loc + (key,)] = k.start_mark.line + 1
+                out[key] = walk(v, loc + (key,))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [walk(v, loc + (i,)) for i, v in enumerate(n.value)]
+        return scalars.construct_object(n, deep=True)
+
+    return walk(node, ()), lines
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err["msg"])
+    kind = err["type"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    return msg
+
+
+def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
+    try:
+        data, lines = _compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ManifestError(source, [f"{where}: YAML syntax error: {exc.problem}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError(source, [f"YAML error: {exc}"]) from exc
+    if not isinstance(data, dict):
+        raise ManifestError(source, [f"{source}:1: the manifest must be a mapping with `format: 1`"])
+    fmt = data.get("format")
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > MANIFEST_FORMAT:
+        raise FormatError(
+            f"{source}: manifest format {fmt} is newer than this gapcache understands "
+            f"(format {MANIFEST_FORMAT}); upgrade gapcache"
+        )
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc: Loc = tuple(err["loc"])
+            line = None
+            for n in range(len(loc), -1, -1):
+                if loc[:n] in lines:
+                    line = lines[loc[:n]]
+                    break
+            prefix = f"{source}:{line}: " if line else f"{source}: "
+            problems.append(f"{prefix}{format_loc(loc)}: {_message(dict(err))}")
+        raise ManifestError(source, problems) from exc
+    if manifest.format != MANIFEST_FORMAT:
+        raise ManifestError(
+            source, [f"{source}:{lines.get(('format',), 1)}: format: must be {MANIFEST_FORMAT}"]
+        )
+    # Cross-entry checks: two entries may not claim the same logical path with different URLs.
+    seen: dict[str, int] = {}
+    problems = []
+    for i, entry in enumerate(manifest.files):
+        lp = entry.logical_path()
+        bad = logical_path_error(lp)
+        if bad:
+            problems.append(f"{source}:{lines.get(('files', i), 1)}: files[{i}].path: {bad}")
+        if lp in seen and manifest.files[seen[lp]].url != entry.url:
+            problems.append(
+                f"{source}:{lines.get(('files', i), 1)}: files[{i}]: path {lp!r} already used by "
+                f"files[{seen[lp]}] with another URL"
+            )
+        seen.setdefault(lp, i)
+    if problems:
+        raise ManifestError(source, problems)
+    return manifest
+
+
+def load_manifest(path: Path) -> Manifest:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(str(path), [f"not UTF-8 text: {exc}"]) from exc
+    return parse_manifest(text, str(path))

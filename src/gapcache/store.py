@@ -1,0 +1,151 @@
+"""The content-addressed store: ``blobs/sha256/<hex>``, every byte once, only verified bytes.
+
+A blob is written to ``tmp/`` on the same filesystem, hashed while it is written, fsynced, and
+renamed into ``blobs/`` only when its digest matched. A reader therefore never sees a partial or
+unverified blob under a digest name.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import DiskFull, VerifyError
+from .names import split_digest
+
+CHUNK = 1 << 20
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(str(path.parent)) from exc
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def hash_file(path: Path, offset: int = 0, length: int | None = None) -> str:
+    """sha256 of a file (or of ``length`` bytes at ``offset``), as ``sha256:<hex>``."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        if offset:
+            f.seek(offset)
+        remaining = length
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while remaining is None or remaining > 0:
+            want = CHUNK if remaining is None else min(CHUNK, remaining)
+            n = f.readinto(view[:want])
+            if not n:
+                break
+            h.update(view[:n])
+            if remaining is not None:
+                remaining -= n
+        if remaining:
+            raise VerifyError(f"{path}: {remaining} bytes missing at end")
+    return "sha256:" + h.hexdigest()
+
+
+class Store:
+    """A content-addressed blob store rooted at ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.tmp = root / "tmp"
+
+    def ensure(self) -> None:
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.blobs / split_digest(digest)
+
+    def has(self, digest: str, size: int | None = None) -> bool:
+        try:
+            st = self.path(digest).stat()
+        except FileNotFoundError:
+            return False
+        return size is None or st.st_size == size
+
+    def digests(self) -> Iterator[str]:
+        if not self.blobs.is_dir():
+            return
+        for entry in os.scandir(self.blobs):
+            if entry.is_file() and len(entry.name) == 64:
+                yield "sha256:" + entry.name
+
+    def commit(self, tmp_path: Path, digest: str, *, durable: bool = True) -> Path:
+        """Move a verified temp file into place under its digest (fsync first when durable)."""
+        final = self.path(digest)
+        if durable:
+            fd = os.open(tmp_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp_path, final)
+        return final
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store small generated content; returns its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if not self.has(digest, len(data)):
+            self.ensure()
+            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                self.commit(Path(tmp), digest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return digest
+
+    def verify(self, digest: str) -> bool:
+        path = self.path(digest)
+        return path.is_file() and hash_file(path) == digest
+
+    def free_bytes(self) -> int:
+        return free_space(self.root)
+
+
+def free_space(path: Path) -> int:
+    """Free bytes on the filesystem that holds ``path`` (or would hold it, once created)."""
+    target = path
+    while not target.exists():
+        target = target.parent
+    return shutil.disk_usage(target).free
+
+
+def check_space(path: Path, needed: int, margin: int = 1 << 20) -> None:
+    """Raise :class:`DiskFull` unless ``needed`` bytes (plus a margin) fit under ``path``."""
+    free = free_space(path)
+    if needed + margin > free:
+        raise DiskFull(str(path), needed + margin, free)
