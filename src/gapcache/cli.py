@@ -207,6 +207,97 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---- load / serve / mirrors ----------------------------------------------------------------------------
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from .progress import make_progress
+    from .root import Root
+
+    root = Root(Path(args.root))
+    result = root.load([Path(a) for a in args.archive], make_progress(args.quiet))
+    if result.already_loaded:
+        _err(f"{args.root}: already loaded ({result.lock_name}); nothing changed")
+    else:
+        _err(
+            f"{args.root}: loaded {result.blobs_added} new blob(s), {human_bytes(result.bytes_added)}; "
+            f"serving lock {result.lock_name}"
+        )
+    return 0
+
+
+def _parse_ports(values: list[str]) -> dict[str, int]:
+    from .serve import LISTENERS
+
+    ports = dict(LISTENERS)
+    for v in values:
+        name, sep, num = v.partition("=")
+        if not sep or name not in LISTENERS or not num.isdigit() or int(num) > 65535:
+            raise UsageError(f"--port {v!r}: expected NAME=PORT with NAME one of {', '.join(LISTENERS)}")
+        ports[name] = int(num)
+    return ports
+
+
+def _serve_config(args: argparse.Namespace) -> Any:
+    from .serve import ServeConfig
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    return ServeConfig(
+        root=Path(args.root) if args.root else None,
+        archive=[Path(a) for a in getattr(args, "serve_archive", None) or []],
+        bind=args.bind,
+        ports=_parse_ports(args.port),
+        public_url=args.public_url,
+        workers=args.workers,
+        access_log=not args.no_access_log,
+    )
+
+
+def _run_server(config: Any) -> int:
+    from .serve import serve
+
+    def ready(bound: dict[str, int]) -> None:
+        host = config.public_url or ("127.0.0.1" if config.bind in ("0.0.0.0", "::") else config.bind)
+        _err(f"gapcache {__version__}: serving ({config.workers} worker(s)); Ctrl-C to stop")
+        for name, port in bound.items():
+            base = host if host.startswith("http") else f"http://{host}:{port}"
+            _err(f"  {name:9} {base}/")
+        if "files" in bound:
+            _err(f"  try: curl -s http://{host}:{bound['files']}/ | head")
+
+    serve(config, ready)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if not args.root and not args.serve_archive:
+        args.root = str(DEFAULT_ROOT)
+    return _run_server(_serve_config(args))
+
+
+def cmd_mirrors(args: argparse.Namespace) -> int:
+    code = cmd_load(args)
+    if code:
+        return code
+    args.serve_archive = None
+    return _run_server(_serve_config(args))
+
+
+def _add_serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bind", default="0.0.0.0", metavar="ADDR", help="address to listen on (default 0.0.0.0)")
+    p.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="listener port (registry 5000, repos 8001, charts 8002, pypi 8003, files 8004); 0 disables",
+    )
+    p.add_argument("--public-url", metavar="URL", help="address clients use (default: the request's Host)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the ports")
+    p.add_argument("--no-access-log", action="store_true", help="do not log each request")
+
+
 # ---- parser ---------------------------------------------------------------------------------------
 
 
@@ -263,6 +354,31 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-q", "--quiet", action="store_true")
     v.set_defaults(func=cmd_verify)
 
+    ld = sub.add_parser("load", help="verify an archive and load it into the offline root (all or nothing)")
+    ld.add_argument("archive", nargs="+", help="archive, its parts, or its .toc.json")
+    ld.add_argument("--root", default=str(DEFAULT_ROOT), metavar="DIR", help=f"default {DEFAULT_ROOT}")
+    ld.add_argument("-q", "--quiet", action="store_true")
+    ld.set_defaults(func=cmd_load)
+
+    sv = sub.add_parser("serve", help="serve the loaded root (or an archive in place) as mirrors")
+    g = sv.add_mutually_exclusive_group()
+    g.add_argument("--root", metavar="DIR", help=f"loaded root (default {DEFAULT_ROOT})")
+    g.add_argument(
+        "--archive",
+        dest="serve_archive",
+        nargs="+",
+        metavar="ARCHIVE",
+        help="serve an uncompressed archive in place, without loading it",
+    )
+    _add_serve_options(sv)
+    sv.set_defaults(func=cmd_serve)
+
+    mi = sub.add_parser("mirrors", help="load ARCHIVE into the root, then serve it (the offline one-step)")
+    mi.add_argument("archive", nargs="+", help="archive, its parts, or its .toc.json")
+    mi.add_argument("--root", default=str(DEFAULT_ROOT), metavar="DIR", help=f"default {DEFAULT_ROOT}")
+    mi.add_argument("-q", "--quiet", action="store_true")
+    _add_serve_options(mi)
+    mi.set_defaults(func=cmd_mirrors)
     return p
 
 

@@ -1,0 +1,451 @@
+"""The mirror server: one asyncio process (or ``--workers N`` identical ones), read-only.
+
+Each kind mounts its protocol's routes on its listener (DESIGN "Serving"):
+``registry 5000``, ``repos 8001``, ``charts 8002``, ``pypi 8003``, ``files 8004``.
+
+A blob is located as ``(file, offset, length)`` — a store blob is ``(path, 0, size)``, an archive
+member is ``(part, data offset, size)`` — so serving from an archive needs no second code path.
+Every blob is hashed against its digest before its first byte is served by a process; small blobs
+are then answered from memory, large ones go out with ``sendfile`` (zero copy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+
+from .archive import ArchiveReader, resolve_parts
+from .errors import GapcacheError, UsageError
+from .kinds import KINDS, Item
+from .lock import Lock
+from .root import Root
+
+log = logging.getLogger("gapcache.serve")
+
+LISTENERS: dict[str, int] = {"registry": 5000, "repos": 8001, "charts": 8002, "pypi": 8003, "files": 8004}
+SMALL = 256 * 1024  # blobs up to this size are kept in memory once verified
+SMALL_CACHE_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class BlobLoc:
+    digest: str
+    path: Path
+    offset: int
+    size: int
+
+
+class BlobIndex:
+    """Where every blob of the lock lives, and a verify-once / small-blob cache per process."""
+
+    def __init__(self, locs: dict[str, BlobLoc], last_modified: float) -> None:
+        self.locs = locs
+        self.last_modified = formatdate(last_modified, usegmt=True)
+        self._verified: dict[str, asyncio.Future[bytes | None]] = {}
+        self._small: OrderedDict[str, bytes] = OrderedDict()
+        self._small_bytes = 0
+
+    @classmethod
+    def from_root(cls, root: Root, lock: Lock) -> BlobIndex:
+        locs = {d: BlobLoc(d, root.store.path(d), 0, s) for d, s in lock.blobs().items()}
+        mtime = (root.locks / root.current_name()).stat().st_mtime
+        return cls(locs, mtime)
+
+    @classmethod
+    def from_archive(cls, parts: list[Path]) -> tuple[BlobIndex, Lock]:
+        """Index an uncompressed archive in place (headers only; content is verified on serve)."""
+        locs: dict[str, BlobLoc] = {}
+        lock: Lock | None = None
+        for part in parts:
+            with ArchiveReader(part) as r:
+                if r.compressed:
+                    raise UsageError(f"{part}: a compressed archive cannot be served in place; load it")
+                lock = lock or r.head.lock
+                for blob in r.blobs():
+                    assert blob.offset is not None
+                    locs[blob.digest] = BlobLoc(blob.digest, part.resolve(), blob.offset, blob.size)
+        assert lock is not None
+        missing = [d for d in lock.blobs() if d not in locs]
+        if missing:
+            raise GapcacheError(f"{parts[0]}: {len(missing)} blob(s) of the lock are not in the archive")
+        return cls(locs, parts[0].stat().st_mtime), lock
+
+    def get(self, digest: str | None) -> BlobLoc | None:
+        return self.locs.get(digest) if digest else None
+
+    async def open(self, loc: BlobLoc) -> bytes | None:
+        """Verify ``loc`` (once per process). Returns its bytes if small, else None.
+
+        Raises :class:`GapcacheError` if the bytes at rest do not match the digest.
+        """
+        cached = self._small.get(loc.digest)
+        if cached is not None:
+            self._small.move_to_end(loc.digest)
+            return cached
+        fut = self._verified.get(loc.digest)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._verified[loc.digest] = fut
+            try:
+                data = await asyncio.to_thread(_read_verified, loc)
+            except BaseException as exc:
+                del self._verified[loc.digest]
+                fut.set_exception(exc)
+                fut.exception()
+                raise
+            fut.set_result(None)
+            if data is not None:
+                self._remember(loc.digest, data)
+            return data
+        await fut
+        return self._small.get(loc.digest) if loc.size <= SMALL else None
+
+    def _remember(self, digest: str, data: bytes) -> None:
+        self._small[digest] = data
+        self._small_bytes += len(data)
+        while self._small_bytes > SMALL_CACHE_BYTES and self._small:
+            _, old = self._small.popitem(last=False)
+            self._small_bytes -= len(old)
+            # evicted small blobs are re-read (and re-verified) next time
+            self._verified.pop(_, None)
+
+
+def _read_verified(loc: BlobLoc) -> bytes | None:
+    h = hashlib.sha256()
+    keep = loc.size <= SMALL
+    parts: list[bytes] = []
+    with open(loc.path, "rb") as f:
+        f.seek(loc.offset)
+        left = loc.size
+        while left:
+            chunk = f.read(min(1 << 20, left))
+            if not chunk:
+                raise GapcacheError(f"blob {loc.digest}: {loc.path} is truncated")
+            h.update(chunk)
+            if keep:
+                parts.append(chunk)
+            left -= len(chunk)
+    actual = "sha256:" + h.hexdigest()
+    if actual != loc.digest:
+        raise GapcacheError(f"blob {loc.digest}: {loc.path} is corrupt (hashes to {actual})")
+    return b"".join(parts) if keep else None
+
+
+# ---- responses ---------------------------------------------------------------------------------------
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
+    """One ``bytes=`` range → (start, end exclusive); None: serve whole; False: unsatisfiable."""
+    if not header:
+        return None
+    header = header.strip()
+    if not header.startswith("bytes=") or "," in header:
+        return None  # other units or multiple ranges: ignore the header (RFC 9110 allows it)
+    spec = header[6:].strip()
+    first, sep, last = spec.partition("-")
+    if not sep or len(spec) > 40:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                return False
+            return (max(0, size - n), size)
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start < 0 or (last and end - 1 < start):
+        return None  # inverted: syntactically invalid, ignore
+    if start >= size:
+        return False
+    return (start, min(end, size))
+
+
+class _SendfileResponse(web.StreamResponse):
+    """Sends ``count`` bytes of a file from ``offset`` with the kernel's sendfile."""
+
+    def __init__(self, loc: BlobLoc, offset: int, count: int, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self._loc = loc
+        self._offset = offset
+        self._count = count
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        if request.method == "HEAD" or self._count == 0:
+            return writer
+        assert writer is not None
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("connection lost")
+        loop = asyncio.get_running_loop()
+        with open(self._loc.path, "rb") as f:
+            try:
+                await loop.sendfile(transport, f, self._loc.offset + self._offset, self._count)
+            except NotImplementedError:
+                f.seek(self._loc.offset + self._offset)
+                left = self._count
+                while left:
+                    chunk = await loop.run_in_executor(None, f.read, min(1 << 20, left))
+                    if not chunk:
+                        raise ConnectionResetError("blob truncated") from None
+                    await writer.write(chunk)
+                    left -= len(chunk)
+        await super().write_eof()
+        return writer
+
+
+async def send_blob(
+    request: web.Request, blobs: BlobIndex, loc: BlobLoc, content_type: str
+) -> web.StreamResponse:
+    """GET/HEAD a blob with Range, ETag (the digest) and Last-Modified."""
+    etag = f'"{loc.digest}"'
+    headers = {
+        "ETag": etag,
+        "Last-Modified": blobs.last_modified,
+        "Accept-Ranges": "bytes",
+        "Content-Type": content_type,
+        "Cache-Control": "public, max-age=31536000, immutable",
+    }
+    inm = request.headers.get("If-None-Match")
+    if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+        return web.Response(status=304, headers=headers)
+    try:
+        data = await blobs.open(loc)
+    except (GapcacheError, OSError) as exc:
+        log.error("refusing to serve %s: %s", loc.digest, exc)
+        return web.Response(status=500, text="blob failed verification\n")
+    rng = parse_range(request.headers.get("Range"), loc.size)
+    if request.headers.get("If-Range") and request.headers["If-Range"].strip() != etag:
+        rng = None
+    status, start, end = 200, 0, loc.size
+    if rng is False:
+        headers["Content-Range"] = f"bytes */{loc.size}"
+        return web.Response(status=416, headers=headers)
+    if isinstance(rng, tuple):
+        start, end = rng
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{loc.size}"
+    if data is not None:  # aiohttp sends the headers (with Content-Length) and no body for HEAD
+        return web.Response(status=status, body=data[start:end], headers=headers)
+    stream = _SendfileResponse(loc, start, end - start, status=status, headers=headers)
+    stream.content_length = end - start
+    return stream
+
+
+# ---- misses -----------------------------------------------------------------------------------------
+
+
+class MissLog:
+    """Appends one JSON line per request the mirrors could not answer (O_APPEND: safe across workers)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.fd: int | None = None
+        if path is not None:
+            try:
+                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as exc:
+                log.warning("cannot write %s: %s (misses will not be recorded)", path, exc)
+
+    def record(self, listener: str, path: str, status: int) -> None:
+        if self.fd is None:
+            return
+        line = json.dumps(
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "listener": listener,
+                "path": path[:2048],
+                "status": status,
+            },
+            sort_keys=True,
+        )
+        with contextlib.suppress(OSError):
+            os.write(self.fd, (line + "\n").encode())
+
+
+def _miss_middleware(listener: str, misses: MissLog) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                misses.record(listener, request.raw_path, 404)
+            raise
+        if resp.status == 404:
+            misses.record(listener, request.raw_path, 404)
+        return resp
+
+    return middleware
+
+
+# ---- the server ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServeConfig:
+    root: Path | None = None
+    archive: list[Path] = field(default_factory=list)
+    bind: str = "0.0.0.0"
+    ports: dict[str, int] = field(default_factory=lambda: dict(LISTENERS))
+    public_url: str | None = None
+    workers: int = 1
+    access_log: bool = True
+
+
+@dataclass
+class Mirror:
+    """Everything a worker needs to answer requests, built once from the lock."""
+
+    lock: Lock
+    blobs: BlobIndex
+    misses: MissLog
+    public_url: str | None
+    apps: dict[str, web.Application]
+
+
+def open_source(config: ServeConfig) -> tuple[Lock, BlobIndex, Path | None]:
+    if config.archive:
+        blobs, lock = BlobIndex.from_archive(resolve_parts(config.archive))
+        return lock, blobs, None
+    assert config.root is not None
+    root = Root(config.root)
+    lock = root.current_lock()
+    return lock, BlobIndex.from_root(root, lock), root.misses
+
+
+def make_apps(config: ServeConfig) -> Mirror:
+    lock, blobs, misses_path = open_source(config)
+    misses = MissLog(misses_path)
+    by_kind: dict[str, list[Item]] = {}
+    for item in lock.items:
+        by_kind.setdefault(item.kind, []).append(item)
+    apps: dict[str, web.Application] = {}
+    for kind in KINDS.values():
+        port = config.ports.get(kind.listener, 0)
+        if not port:
+            continue
+        app = apps.get(kind.listener)
+        if app is None:
+            app = web.Application(middlewares=[_miss_middleware(kind.listener, misses)])
+            app["public_url"] = config.public_url
+            apps[kind.listener] = app
+        kind.mount(app, by_kind.get(kind.name, []), blobs)
+    return Mirror(lock, blobs, misses, config.public_url, apps)
+
+
+def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_worker(
+    config: ServeConfig, sockets: dict[str, socket.socket], ready: Callable[[], None]
+) -> None:
+    mirror = make_apps(config)
+    runners = []
+    for name, app in mirror.apps.items():
+        runner = web.AppRunner(
+            app,
+            access_log=logging.getLogger(f"gapcache.access.{name}") if config.access_log else None,
+            access_log_format='%a "%r" %s %b "%{User-Agent}i" %Tfs',
+            handle_signals=False,
+        )
+        await runner.setup()
+        site = web.SockSite(runner, sockets[name])
+        await site.start()
+        runners.append(runner)
+    ready()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for r in runners:
+            await r.cleanup()
+
+
+def _worker_main(config: ServeConfig, bound: dict[str, int]) -> None:
+    _setup_logging(config)
+    sockets = {n: _listen_socket(config.bind, p, True) for n, p in bound.items()}
+    asyncio.run(run_worker(config, sockets, lambda: None))
+
+
+def _setup_logging(config: ServeConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def active_listeners(config: ServeConfig) -> dict[str, int]:
+    used = {k.listener for k in KINDS.values()}
+    return {n: p for n, p in config.ports.items() if p and n in used}
+
+
+def serve(config: ServeConfig, on_ready: Callable[[dict[str, int]], None] | None = None) -> None:
+    """Bind the listeners, start the workers, and serve until SIGINT/SIGTERM."""
+    make_apps(config)  # fail early (bad root, nothing loaded) before binding anything
+    listeners = active_listeners(config)
+    if not listeners:
+        raise UsageError("no listener to start (all disabled with --port NAME=0)")
+    reuse = config.workers > 1
+    try:
+        sockets = {n: _listen_socket(config.bind, p, reuse) for n, p in listeners.items()}
+    except OSError as exc:
+        raise GapcacheError(f"cannot listen on {config.bind}: {exc.strerror}") from exc
+    bound = {n: s.getsockname()[1] for n, s in sockets.items()}
+    _setup_logging(config)
+    procs: list[multiprocessing.context.ForkProcess] = []
+    if config.workers > 1:
+        ctx = multiprocessing.get_context("fork")
+        for _ in range(config.workers - 1):
+            proc = ctx.Process(target=_worker_main, args=(config, bound), daemon=True)
+            proc.start()
+            procs.append(proc)
+
+    def ready() -> None:
+        if on_ready is not None:
+            on_ready(bound)
+
+    try:
+        asyncio.run(run_worker(config, sockets, ready))
+    finally:
+        for proc in procs:
+            if proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.join(5)
+
+
+def describe(bound: dict[str, int], host: str) -> Iterable[str]:
+    for name, port in bound.items():
+        yield f"{name:9} http://{host}:{port}/"
