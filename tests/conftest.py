@@ -1,0 +1,107 @@
+"""Shared fixtures: the controllable upstream, a CLI runner, manifest helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).parent
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class UpstreamHandle:
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+
+    def put(self, path: str, data: bytes) -> str:
+        target = self.root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return f"{self.base}/{path.lstrip('/')}"
+
+    def rule(self, path: str, **rule: Any) -> None:
+        req = urllib.request.Request(
+            f"{self.base}/_control/{path.lstrip('/')}", data=json.dumps(rule).encode(), method="POST"
+        )
+        urllib.request.urlopen(req).read()
+
+    def reset(self) -> None:
+        req = urllib.request.Request(f"{self.base}/_control/all", method="DELETE")
+        urllib.request.urlopen(req).read()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.base}/_stats") as r:
+            data: dict[str, dict[str, Any]] = json.loads(r.read())
+            return data
+
+    def served(self, path: str) -> int:
+        return int(self.stats().get("/" + path.lstrip("/"), {}).get("bytes", 0))
+
+
+def wait_for_file(path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def upstream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamHandle]:
+    root = tmp_path_factory.mktemp("upstream")
+    portfile = root.parent / "upstream.port"
+    proc = subprocess.Popen([sys.executable, str(TESTS / "upstream.py"), str(root), str(portfile)])
+    try:
+        wait_for_file(portfile)
+        yield UpstreamHandle(root, int(portfile.read_text()))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def upstream(upstream_server: UpstreamHandle) -> Iterator[UpstreamHandle]:
+    upstream_server.reset()
+    yield upstream_server
+    upstream_server.reset()
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PIP_FIND_LINKS", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def gapcache(
+    *args: str | Path, check: bool = False, timeout: float = 300, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run the real command line (a subprocess: exit codes and output as a user sees them)."""
+    cmd = [sys.executable, "-m", "gapcache", *map(str, args)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cli_env(), **kw)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{cmd} exited {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+    return res
+
+
+def write_manifest(path: Path, files: list[dict[str, str]]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"format": 1, "files": files}, sort_keys=False))
+    return path
