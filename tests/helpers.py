@@ -26,7 +26,8 @@ def build_local(
 ) -> BuildResult:
     """Build an archive from local files (file:// sources) into ``tmp``."""
     urls = local_files(tmp / "src", contents)
-    text = "format: 1\nfiles:\n" + "".join(f"  - url: {u}\n    path: {n}\n" for u, n in zip(urls, contents))
+    entries = [f"  - url: {u}\n    path: {n}\n" for u, n in zip(urls, contents, strict=True)]
+    text = "format: 1\nfiles:\n" + "".join(entries)
     manifest = parse_manifest(text, "test.yaml")
     options = BuildOptions(store=tmp / store, out=tmp / out_name, **opts)  # type: ignore[arg-type]
     result = asyncio.run(build(manifest, options))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,11 +119,11 @@ def make_app(root: Path) -> web.Application:
 async def main(root: Path, portfile: Path) -> None:
     runner = web.AppRunner(make_app(root), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    site = web.SockSite(runner, sock)
     await site.start()
-    server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = sock.getsockname()[1]
     tmp = portfile.with_suffix(".tmp")
     tmp.write_text(str(port))
     tmp.rename(portfile)

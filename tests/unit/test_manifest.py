@@ -15,7 +15,11 @@ MALFORMED: list[tuple[str, str, str]] = [
     ("format-missing", "files: []\n", "m.yaml:1: format: required field is missing"),
     ("format-wrong", "format: 0\n", "m.yaml:1: format: must be 1"),
     ("files-not-list", "format: 1\nfiles: {url: x}\n", "m.yaml:2: files: Input should be a valid list"),
-    ("url-missing", "format: 1\nfiles:\n  - sha256: " + GOOD_SHA + "\n", "m.yaml:3: files[0].url: required field is missing"),
+    (
+        "url-missing",
+        "format: 1\nfiles:\n  - sha256: " + GOOD_SHA + "\n",
+        "m.yaml:3: files[0].url: required field is missing",
+    ),
     (
         "url-scheme",
         "format: 1\nfiles:\n  - url: http://h/a\n  - url: ftp://h/b\n",
@@ -57,7 +61,7 @@ def test_malformed_manifest_names_file_line_entry_and_problem(case: str, text: s
 
 
 def test_newer_format_is_refused_with_upgrade_hint() -> None:
-    with pytest.raises(FormatError, match="format 2 is newer.*upgrade"):
+    with pytest.raises(FormatError, match=r"format 2 is newer.*upgrade"):
         parse_manifest("format: 2\n", "m.yaml")
 
 
