@@ -26,6 +26,7 @@ class Rule:
     rate: int | None = None  # bytes per second (slow upstream)
     wrong: bool = False  # serve different bytes than the file
     ignore_range: bool = False
+    chunked: bool = False  # no Content-Length (the client cannot know the size in advance)
 
 
 @dataclass
@@ -82,8 +83,13 @@ class Upstream:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = data[start:]
+        if request.method == "HEAD":
+            return web.Response(status=status, headers={**headers, "Content-Length": str(len(body))})
         resp = web.StreamResponse(status=status, headers=headers)
-        resp.content_length = len(body)
+        if rule.chunked:
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = len(body)
         await resp.prepare(request)
         cut = rule.drop_after.pop(0) if rule.drop_after else None
         step = 16 * 1024

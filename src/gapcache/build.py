@@ -71,7 +71,9 @@ def _failure(f: ResolveFailure) -> Failure:
 async def plan(manifest: Manifest, opts: BuildOptions) -> BuildResult:
     """Resolve (metadata only, sizes probed with HEAD) without downloading any content."""
     store = Store(opts.store)
-    async with Downloader(store, concurrency=opts.concurrency, credentials=opts.credentials) as dl:
+    async with Downloader(
+        store, concurrency=opts.concurrency, retries=opts.retries, credentials=opts.credentials
+    ) as dl:
         items, failures = await resolve(manifest, dl, probe_sizes=True)
     return BuildResult(items=items, failures=failures)
 

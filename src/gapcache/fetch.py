@@ -229,6 +229,8 @@ class Downloader:
                 await self._wait(url, failures, _Transient(_describe(exc)))
             except aiohttp.InvalidURL as exc:
                 raise FetchError(url, "invalid URL") from exc
+            except aiohttp.ClientError as exc:  # e.g. a response that is not HTTP
+                raise FetchError(url, _describe(exc)) from exc
 
     async def _wait(self, url: str, failures: int, exc: _Transient) -> None:
         if failures > self.retries:
@@ -369,6 +371,9 @@ class Downloader:
                 return await self._complete(job, partial, h, offset + got, resp, validators), got
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
             raise _Transient(_describe(exc), progressed=got > 0, got=got) from exc
+        except aiohttp.ClientError as exc:  # e.g. a response that is not HTTP
+            partial.unlink(missing_ok=True)
+            raise FetchError(job.url, _describe(exc)) from exc
         except FetchError:
             partial.unlink(missing_ok=True)
             raise
