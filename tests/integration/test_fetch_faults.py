@@ -48,7 +48,7 @@ def test_wrong_content_fails_with_digests_and_no_archive(tmp_path: Path, upstrea
     bad_url = upstream.put("wrong/a.txt", good)
     ok_url = upstream.put("wrong/ok.txt", ok_data)
     upstream.rule("wrong/a.txt", wrong=True)
-    code, out, err = _build(
+    code, _out, err = _build(
         tmp_path, [{"url": bad_url, "sha256": sha256(good)}, {"url": ok_url, "sha256": sha256(ok_data)}]
     )
     assert code == 1
@@ -68,7 +68,7 @@ def test_wrong_content_fails_with_digests_and_no_archive(tmp_path: Path, upstrea
 def test_404_is_reported_with_its_url_and_json(tmp_path: Path, upstream: UpstreamHandle) -> None:
     url = f"{upstream.base}/missing/nothing.bin"
     other = upstream.put("present.txt", b"present\n")
-    code, out, err = _build(tmp_path, [{"url": url}, {"url": other}], "--json")
+    code, out, _err = _build(tmp_path, [{"url": url}, {"url": other}], "--json")
     assert code == 1
     report = json.loads(out)
     assert report["ok"] is False
