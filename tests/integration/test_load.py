@@ -97,7 +97,7 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
     return ti
 
 
-OUTSIDE = "/tmp/gapcache-load-test-outside"
+OUTSIDE = "/tmp/gapcache-load-test-outside"  # noqa: S108 - must never be created
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_incomplete_archive_is_refused_naming_a_missing_blob(tmp_path: Path, bui
         ti = tarfile.TarInfo(LOCK_MEMBER)
         ti.size = len(lock)
         tf.addfile(ti, io.BytesIO(lock))
-    with pytest.raises(ArchiveError, match="neither in the archive nor in .*first missing: sha256:"):
+    with pytest.raises(ArchiveError, match=r"neither in the archive nor in .*first missing: sha256:"):
         Root(tmp_path / "root").load([path])
     assert not (tmp_path / "root").exists()
 
