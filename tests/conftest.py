@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -105,3 +106,46 @@ def write_manifest(path: Path, files: list[dict[str, str]]) -> Path:
 
     path.write_text(yaml.safe_dump({"format": 1, "files": files}, sort_keys=False))
     return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, proc: subprocess.Popen[str] | None = None, timeout: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+@contextlib.contextmanager
+def serving(root: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``gapcache serve`` on a free port (files listener); its log goes to ROOT/../serve.log.
+
+    The log is a file, never a pipe: nobody reads a pipe, and a full one would stall the server.
+    """
+    port = free_port()
+    with open(root.parent / "serve.log", "a") as log:
+        cmd = [sys.executable, "-m", "gapcache", "serve", "--root", str(root), "--bind", "127.0.0.1"]
+        cmd += ["--port", f"files={port}", *extra]
+        proc = subprocess.Popen(cmd, env=cli_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_port(port, proc)
+            yield proc, port
+        finally:
+            proc.terminate()
+            proc.wait(10)

@@ -413,6 +413,7 @@ def active_listeners(config: ServeConfig) -> dict[str, int]:
 def serve(config: ServeConfig, on_ready: Callable[[dict[str, int]], None] | None = None) -> None:
     """Bind the listeners, start the workers, and serve until SIGINT/SIGTERM."""
     make_apps(config)  # fail early (bad root, nothing loaded) before binding anything
+    _raise_fd_limit()
     listeners = active_listeners(config)
     if not listeners:
         raise UsageError("no listener to start (all disabled with --port NAME=0)")
@@ -444,6 +445,16 @@ def serve(config: ServeConfig, on_ready: Callable[[dict[str, int]], None] | None
                     os.kill(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.join(5)
+
+
+def _raise_fd_limit() -> None:
+    """Many concurrent clients need many descriptors: lift the soft limit to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def describe(bound: dict[str, int], host: str) -> Iterable[str]:
