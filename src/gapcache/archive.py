@@ -95,9 +95,7 @@ class _TarWriter:
         self._write(_header(name, size))
         with open(src, "rb") as fin:
             if os.fstat(fin.fileno()).st_size != size:
-                raise ArchiveError(
-                    f"store blob {src} has the wrong size (expected {size}); run gapcache verify"
-                )
+                raise ArchiveError(f"store blob {src} has the wrong size (expected {size}); run gapcache verify")
             if self.zstd is None:
                 self.f.flush()
                 out_fd = self.f.fileno()
@@ -326,9 +324,7 @@ def _check_member(archive: str, ti: tarfile.TarInfo) -> str:
         raise UnsafeMember(archive, name, f"unsupported member type {ti.type!r}")
     m = BLOB_MEMBER.match(name)
     if not m:
-        raise UnsafeMember(
-            archive, name, "not a member of a gapcache archive (only the lock and blobs/sha256/<hex>)"
-        )
+        raise UnsafeMember(archive, name, "not a member of a gapcache archive (only the lock and blobs/sha256/<hex>)")
     return "sha256:" + m.group(1)
 
 
@@ -424,9 +420,7 @@ class ArchiveReader:
             if digest in seen:
                 raise UnsafeMember(archive, ti.name, "appears twice")
             seen.add(digest)
-            yield BlobMember(
-                digest, ti.size, None if self.compressed else ti.offset_data, self._member_chunks(ti)
-            )
+            yield BlobMember(digest, ti.size, None if self.compressed else ti.offset_data, self._member_chunks(ti))
 
 
 def read_head(path: Path) -> ArchiveHead:
@@ -529,9 +523,7 @@ def verify_archive(paths: list[Path], progress: Progress | None = None) -> Verif
                 if blob.digest not in expected:
                     report.problems.append(f"blob {blob.digest}: not listed in the lock")
                 elif expected[blob.digest] != blob.size:
-                    report.problems.append(
-                        f"blob {blob.digest}: size {blob.size}, lock says {expected[blob.digest]}"
-                    )
+                    report.problems.append(f"blob {blob.digest}: size {blob.size}, lock says {expected[blob.digest]}")
                 seen.add(blob.digest)
     progress.end()
     if first is not None:

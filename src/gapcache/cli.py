@@ -199,9 +199,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         for p in report.problems:
             _err(p)
-        extra = (
-            f", {report.missing} blob(s) expected from a base (differential)" if report.differential else ""
-        )
+        extra = f", {report.missing} blob(s) expected from a base (differential)" if report.differential else ""
         state = "OK" if report.ok else f"FAILED ({len(report.problems)} problem(s))"
         _err(f"{what}: {report.blobs} blob(s), {human_bytes(report.bytes)} verified{extra}: {state}")
     return 0 if report.ok else 1
@@ -318,21 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
         "items succeed.",
     )
     b.add_argument("-f", "--file", metavar="MANIFEST", help="manifest (YAML, format: 1)")
-    b.add_argument(
-        "-o", "--output", metavar="ARCHIVE", help="archive to write (.tar, or .tar.zst with --compress)"
-    )
+    b.add_argument("-o", "--output", metavar="ARCHIVE", help="archive to write (.tar, or .tar.zst with --compress)")
     b.add_argument("--locked", metavar="LOCK", help="fetch exactly this lock instead of resolving a manifest")
     b.add_argument("--store", metavar="DIR", help=f"build store / cache (default {default_store()})")
     b.add_argument("--concurrency", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
-    b.add_argument(
-        "--retries", type=int, default=5, metavar="N", help="retries per transient failure (default 5)"
-    )
-    b.add_argument(
-        "--plan", action="store_true", help="resolve and print what would be fetched; download nothing"
-    )
-    b.add_argument(
-        "--split-size", type=parse_size, metavar="SIZE", help="split into self-contained parts (e.g. 4G)"
-    )
+    b.add_argument("--retries", type=int, default=5, metavar="N", help="retries per transient failure (default 5)")
+    b.add_argument("--plan", action="store_true", help="resolve and print what would be fetched; download nothing")
+    b.add_argument("--split-size", type=parse_size, metavar="SIZE", help="split into self-contained parts (e.g. 4G)")
     b.add_argument("--since", metavar="OLD", help="differential: leave out blobs in OLD (a lock or archive)")
     b.add_argument("--compress", choices=["zstd"], help="compress the whole archive (multi-threaded zstd)")
     b.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

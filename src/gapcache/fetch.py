@@ -210,9 +210,7 @@ class Downloader:
 
     def _raise_for_status(self, url: str, resp: aiohttp.ClientResponse) -> None:
         if resp.status in TRANSIENT_STATUS:
-            raise _Transient(
-                f"HTTP {resp.status}", retry_after=parse_retry_after(resp.headers.get("Retry-After"))
-            )
+            raise _Transient(f"HTTP {resp.status}", retry_after=parse_retry_after(resp.headers.get("Retry-After")))
         if resp.status >= 400:
             raise HTTPStatusError(url, resp.status, resp.reason or "")
 
@@ -306,9 +304,7 @@ class Downloader:
                 transferred += exc.got
                 fruitless = 0 if exc.progressed else fruitless + 1
                 if total_attempts > 10 * (self.retries + 1):
-                    raise FetchError(
-                        job.url, f"{exc.reason} (gave up after {total_attempts} attempts)"
-                    ) from None
+                    raise FetchError(job.url, f"{exc.reason} (gave up after {total_attempts} attempts)") from None
                 await self._wait(job.url, max(fruitless, 1), exc)
             except OSError as exc:
                 partial.unlink(missing_ok=True)
@@ -316,9 +312,7 @@ class Downloader:
                     raise DiskFull(str(self.store.root)) from exc
                 raise
 
-    async def _attempt(
-        self, job: FetchJob, label: str, partial: Path, validators: Path
-    ) -> tuple[FetchResult, int]:
+    async def _attempt(self, job: FetchJob, label: str, partial: Path, validators: Path) -> tuple[FetchResult, int]:
         h = hashlib.sha256()
         offset = partial.stat().st_size if partial.exists() else 0
         if offset:

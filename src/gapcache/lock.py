@@ -39,9 +39,7 @@ class Lock(BaseModel):
     @classmethod
     def build(cls, items: list[Item]) -> Lock:
         ordered = sorted(items, key=lambda i: (i.kind, i.name))
-        ordered = [
-            i.model_copy(update={"artifacts": sorted(i.artifacts, key=lambda a: a.path)}) for i in ordered
-        ]
+        ordered = [i.model_copy(update={"artifacts": sorted(i.artifacts, key=lambda a: a.path)}) for i in ordered]
         return cls(items=ordered)
 
     def artifacts(self) -> list[Artifact]:

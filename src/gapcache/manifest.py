@@ -114,9 +114,7 @@ def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
             problems.append(f"{prefix}{format_loc(loc)}: {_message(dict(err))}")
         raise ManifestError(source, problems) from exc
     if manifest.format != MANIFEST_FORMAT:
-        raise ManifestError(
-            source, [f"{source}:{lines.get(('format',), 1)}: format: must be {MANIFEST_FORMAT}"]
-        )
+        raise ManifestError(source, [f"{source}:{lines.get(('format',), 1)}: format: must be {MANIFEST_FORMAT}"])
     # Cross-entry checks: two entries may not claim the same logical path with different URLs.
     seen: dict[str, int] = {}
     problems = []

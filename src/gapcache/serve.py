@@ -213,9 +213,7 @@ class _SendfileResponse(web.StreamResponse):
         return writer
 
 
-async def send_blob(
-    request: web.Request, blobs: BlobIndex, loc: BlobLoc, content_type: str
-) -> web.StreamResponse:
+async def send_blob(request: web.Request, blobs: BlobIndex, loc: BlobLoc, content_type: str) -> web.StreamResponse:
     """GET/HEAD a blob with Range, ETag (the digest) and Last-Modified."""
     etag = f'"{loc.digest}"'
     headers = {
@@ -366,9 +364,7 @@ def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-async def run_worker(
-    config: ServeConfig, sockets: dict[str, socket.socket], ready: Callable[[], None]
-) -> None:
+async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], ready: Callable[[], None]) -> None:
     mirror = make_apps(config)
     runners = []
     for name, app in mirror.apps.items():

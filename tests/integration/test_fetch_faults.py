@@ -60,9 +60,7 @@ def test_wrong_content_fails_with_digests_and_no_archive(tmp_path: Path, upstrea
     # the other item was still fetched (one failure does not stop the rest) and is cached
     assert (tmp_path / "store/blobs/sha256" / sha256(ok_data)).exists()
     assert not (tmp_path / "store/blobs/sha256" / sha256(good)).exists()
-    assert list((tmp_path / "store/blobs/sha256").iterdir()) == [
-        tmp_path / "store/blobs/sha256" / sha256(ok_data)
-    ]
+    assert list((tmp_path / "store/blobs/sha256").iterdir()) == [tmp_path / "store/blobs/sha256" / sha256(ok_data)]
 
 
 def test_404_is_reported_with_its_url_and_json(tmp_path: Path, upstream: UpstreamHandle) -> None:

@@ -114,9 +114,7 @@ OUTSIDE = "/tmp/gapcache-load-test-outside"  # noqa: S108 - must never be create
         ("unlisted-name", _member("install-me.sh"), "not a member of a gapcache archive"),
     ],
 )
-def test_unsafe_members_are_refused(
-    tmp_path: Path, built: Path, label: str, member: tarfile.TarInfo, why: str
-) -> None:
+def test_unsafe_members_are_refused(tmp_path: Path, built: Path, label: str, member: tarfile.TarInfo, why: str) -> None:
     evil = _crafted(tmp_path / f"{label}.tar", _lock_bytes(built), member, b"#!/bin/sh\necho owned\n")
     root_dir = tmp_path / "sub" / "root"
     with pytest.raises(UnsafeMember, match=why):

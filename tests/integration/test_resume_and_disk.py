@@ -29,9 +29,7 @@ def _wait_partial(store: Path, at_least: int, proc: subprocess.Popen[str], timeo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "build finished before it could be killed"
-        sizes = (
-            [p.stat().st_size for p in (store / "tmp").glob("partial-*")] if (store / "tmp").exists() else []
-        )
+        sizes = [p.stat().st_size for p in (store / "tmp").glob("partial-*")] if (store / "tmp").exists() else []
         if sizes and max(sizes) >= at_least:
             return max(sizes)
         time.sleep(0.01)
@@ -61,9 +59,7 @@ def test_kill_9_at_several_points_then_resume(tmp_path: Path, upstream: Upstream
     ]
     kills = 0
     for mark in (2 * MB, 9 * MB, 16 * MB):
-        proc = subprocess.Popen(
-            cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
-        )
+        proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
         try:
             _wait_partial(store, mark, proc)
         finally:
@@ -142,9 +138,7 @@ def test_full_disk_unknown_size_fails_cleanly(tiny_disk: Path, upstream: Upstrea
 @pytest.mark.slow
 def test_full_disk_when_packing(tmp_path: Path, tiny_disk: Path, upstream: UpstreamHandle) -> None:
     data = os.urandom(6 * MB)
-    m = write_manifest(
-        tmp_path / "m.yaml", [{"url": upstream.put("disk/pack.bin", data), "sha256": sha256(data)}]
-    )
+    m = write_manifest(tmp_path / "m.yaml", [{"url": upstream.put("disk/pack.bin", data), "sha256": sha256(data)}])
     res = gapcache("build", "-f", m, "-o", tiny_disk / "o.tar", "--store", tmp_path / "store")
     assert res.returncode == 3, res.stderr
     assert "not enough disk space in " + str(tiny_disk) in res.stderr

@@ -36,9 +36,7 @@ class Server:
     root: Path
     proc: subprocess.Popen[str]
 
-    def get(
-        self, path: str, method: str = "GET", headers: dict[str, str] | None = None
-    ) -> http.client.HTTPResponse:
+    def get(self, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         conn.request(method, path, headers=headers or {})
         return conn.getresponse()
@@ -73,9 +71,7 @@ def test_every_file_with_headers(server: Server) -> None:
     assert server.get(url("dl.k8s.io/release/v1.31.1/bin/linux/amd64/kubeadm")).headers["Content-Type"] == (
         "application/octet-stream"
     )
-    assert (
-        server.get(url("example.org/with space/ünïcode.txt")).headers["Content-Type"].startswith("text/plain")
-    )
+    assert server.get(url("example.org/with space/ünïcode.txt")).headers["Content-Type"].startswith("text/plain")
 
 
 def test_head_has_length_and_no_body(server: Server) -> None:

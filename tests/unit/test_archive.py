@@ -88,9 +88,7 @@ def test_split_parts_are_self_contained_with_toc(tmp_path: Path) -> None:
 def test_differential_archive_holds_only_new_blobs(tmp_path: Path) -> None:
     old = build_local(tmp_path / "old", {"a": b"a" * 1000, "b": b"b" * 1000})
     assert old.lock is not None
-    new = build_local(
-        tmp_path / "new", {"a": b"a" * 1000, "b": b"b" * 1000, "c": b"c" * 1000}, since=old.lock
-    )
+    new = build_local(tmp_path / "new", {"a": b"a" * 1000, "b": b"b" * 1000, "c": b"c" * 1000}, since=old.lock)
     with tarfile.open(tmp_path / "new" / "out.tar") as tf:
         names = tf.getnames()
     assert names == [LOCK_MEMBER, "blobs/sha256/" + hashlib.sha256(b"c" * 1000).hexdigest()]
@@ -116,10 +114,7 @@ def test_lock_is_deterministic_whatever_the_manifest_order(tmp_path: Path) -> No
     assert one.lock_path is not None and two.lock_path is not None
     a, b = one.lock_path.read_bytes(), two.lock_path.read_bytes()
     # sources differ (different temp dirs); everything else must be identical
-    norm = [
-        x.replace(str(tmp_path / "1"), "T").replace(str(tmp_path / "2"), "T")
-        for x in (a.decode(), b.decode())
-    ]
+    norm = [x.replace(str(tmp_path / "1"), "T").replace(str(tmp_path / "2"), "T") for x in (a.decode(), b.decode())]
     assert norm[0] == norm[1]
     assert b"time" not in a
 
