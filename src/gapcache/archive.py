@@ -149,6 +149,7 @@ class PackResult:
     blobs: int
     blob_bytes: int
     archive_bytes: int = 0
+    lock_bytes: bytes = b""
 
 
 def part_name(out: Path, index: int) -> Path:
@@ -253,7 +254,7 @@ def pack(
     toc = None
     if split_size:
         toc = toc_path(out)
-        doc = {"format": ARCHIVE_FORMAT, "lock_sha256": lock.sha256(), "parts": parts_info}
+        doc = {"format": ARCHIVE_FORMAT, "lock_sha256": hashlib.sha256(lock_bytes).hexdigest(), "parts": parts_info}
         atomic_write(toc, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
     return PackResult(
         parts=names,
@@ -261,6 +262,7 @@ def pack(
         blobs=len(blobs),
         blob_bytes=sum(blobs.values()),
         archive_bytes=sum(int(p["size"]) for p in parts_info),
+        lock_bytes=lock_bytes,
     )
 
 

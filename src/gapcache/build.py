@@ -110,6 +110,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
             raise
         finally:
             opts.progress.end()
+            await asyncio.to_thread(store.sync)  # what was fetched is durable before anything refers to it
     result = BuildResult(items=fetched, failures=failures + fetch_failures, transferred=transferred)
     if not result.ok or opts.out is None:
         return result
@@ -125,7 +126,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         progress=opts.progress,
     )
     result.lock_path = lock_path_beside(opts.out)
-    atomic_write(result.lock_path, lock.to_bytes())
+    atomic_write(result.lock_path, result.packed.lock_bytes)
     return result
 
 

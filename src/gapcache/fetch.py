@@ -123,6 +123,44 @@ class Downloader:
         self._inflight: dict[str, asyncio.Future[FetchResult]] = {}
         self._shown: dict[str, int] = {}
 
+    # ---- the HTTP validators of unpinned URLs: an append-only journal in the store -------------
+
+    def _open_sources(self) -> None:
+        """``sources.jsonl``: one line per unpinned URL fetched (digest, size, ETag, Last-Modified).
+
+        Appended without fsync (a lost line only costs a re-download), compacted on close.
+        """
+        self._sources_path = self.store.root / "sources.jsonl"
+        self._sources: dict[str, dict[str, Any]] = {}
+        self._sources_lines = 0
+        with contextlib.suppress(OSError), open(self._sources_path, encoding="utf-8") as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    rec = json.loads(line)
+                    if isinstance(rec, dict) and {"url", "digest", "size"} <= rec.keys():
+                        self._sources[rec["url"]] = rec
+                        self._sources_lines += 1
+        self._sources_fd: int | None = None
+        with contextlib.suppress(OSError):
+            self._sources_fd = os.open(self._sources_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _remember_source(self, record: dict[str, Any]) -> None:
+        self._sources[record["url"]] = record
+        if self._sources_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._sources_fd, (json.dumps(record, sort_keys=True) + "\n").encode())
+                self._sources_lines += 1
+
+    def _close_sources(self) -> None:
+        if self._sources_fd is None:
+            return
+        os.close(self._sources_fd)
+        self._sources_fd = None
+        if self._sources_lines > 2 * len(self._sources) + 100:
+            data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self._sources.values())
+            with contextlib.suppress(OSError):
+                atomic_write(self._sources_path, data.encode())
+
     async def __aenter__(self) -> Downloader:
         connector = aiohttp.TCPConnector(limit=self.concurrency * 2, limit_per_host=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
@@ -133,12 +171,14 @@ class Downloader:
             headers={"User-Agent": "gapcache", "Accept-Encoding": "identity"},
         )
         self.store.ensure()
+        self._open_sources()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._close_sources()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -270,7 +310,7 @@ class Downloader:
             if job.digest and digest != job.digest:
                 raise DigestMismatch(job.url, job.digest, digest)
             size = tmp.stat().st_size
-            self.store.commit(tmp, digest)
+            self.store.commit(tmp, digest, durable=False)
             return FetchResult(digest, size, size)
         except FileNotFoundError as exc:
             raise FetchError(job.url, "no such file") from exc
@@ -283,7 +323,6 @@ class Downloader:
 
     async def _download(self, job: FetchJob, label: str) -> FetchResult:
         partial = self.store.tmp / f"partial-{_key(job.url, job.digest or '')}"
-        validators = self.store.root / "sources" / f"{_key(job.url)}.json"
         fruitless = 0  # attempts in a row that received nothing
         total_attempts = 0
         restarted = False
@@ -291,7 +330,7 @@ class Downloader:
         while True:
             total_attempts += 1
             try:
-                result, got = await self._attempt(job, label, partial, validators)
+                result, got = await self._attempt(job, label, partial)
                 return FetchResult(result.digest, result.size, transferred + got)
             except _Mismatch as exc:
                 partial.unlink(missing_ok=True)
@@ -312,13 +351,13 @@ class Downloader:
                     raise DiskFull(str(self.store.root)) from exc
                 raise
 
-    async def _attempt(self, job: FetchJob, label: str, partial: Path, validators: Path) -> tuple[FetchResult, int]:
+    async def _attempt(self, job: FetchJob, label: str, partial: Path) -> tuple[FetchResult, int]:
         h = hashlib.sha256()
         offset = partial.stat().st_size if partial.exists() else 0
         if offset:
             await asyncio.to_thread(_hash_into, h, partial)
         headers = self._headers(job.url)
-        cached = _read_validators(validators) if job.digest is None and not offset else None
+        cached = self._sources.get(job.url) if job.digest is None and not offset else None
         if cached and self.store.has(cached["digest"], cached["size"]):
             if cached.get("etag"):
                 headers["If-None-Match"] = cached["etag"]
@@ -335,7 +374,7 @@ class Downloader:
                     return FetchResult(cached["digest"], cached["size"], 0), 0
                 if resp.status == 416 and offset:
                     if job.size is not None and offset == job.size:
-                        return await self._complete(job, partial, h, offset, resp, validators), 0
+                        return await self._complete(job, partial, h, offset, resp), 0
                     partial.unlink()
                     raise _Transient("server refused the resume range; starting over", progressed=True)
                 self._raise_for_status(job.url, resp)
@@ -351,8 +390,8 @@ class Downloader:
                 self.progress.advance(label, offset - self._shown.get(label, 0))
                 self._shown[label] = offset
                 limit = job.size
-                if resp.content_length is not None:
-                    check_space(self.store.tmp, resp.content_length)
+                if resp.content_length is not None and resp.content_length > CHUNK:
+                    check_space(self.store.tmp, resp.content_length)  # smaller ones fit in the margin
                 with open(partial, mode) as f:
                     async for chunk in resp.content.iter_chunked(READ_CHUNK):
                         f.write(chunk)
@@ -362,7 +401,7 @@ class Downloader:
                         self.progress.advance(label, len(chunk))
                         if limit is not None and offset + got > limit:
                             raise FetchError(job.url, f"upstream sent more than the expected {limit} bytes")
-                return await self._complete(job, partial, h, offset + got, resp, validators), got
+                return await self._complete(job, partial, h, offset + got, resp), got
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
             raise _Transient(_describe(exc), progressed=got > 0, got=got) from exc
         except aiohttp.ClientError as exc:  # e.g. a response that is not HTTP
@@ -379,7 +418,6 @@ class Downloader:
         h: hashlib._Hash,
         size: int,
         resp: aiohttp.ClientResponse,
-        validators: Path,
     ) -> FetchResult:
         digest = "sha256:" + h.hexdigest()
         if job.digest and digest != job.digest:
@@ -387,15 +425,14 @@ class Downloader:
         if job.size is not None and size != job.size:
             partial.unlink(missing_ok=True)
             raise FetchError(job.url, f"size mismatch: expected {job.size} bytes, got {size}")
-        await asyncio.to_thread(self.store.commit, partial, digest)
+        self.store.commit(partial, digest, durable=False)  # made durable by Store.sync() after the batch
         if job.digest is None:
             record = {"url": job.url, "digest": digest, "size": size}
             if resp.headers.get("ETag"):
                 record["etag"] = resp.headers["ETag"]
             if resp.headers.get("Last-Modified"):
                 record["last_modified"] = resp.headers["Last-Modified"]
-            with contextlib.suppress(OSError):
-                atomic_write(validators, json.dumps(record, sort_keys=True).encode())
+            self._remember_source(record)
         return FetchResult(digest, size, size)
 
 
@@ -420,11 +457,3 @@ def _hash_into(h: hashlib._Hash, path: Path) -> None:
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
-
-
-def _read_validators(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "digest" in data and "size" in data else None

@@ -34,11 +34,12 @@ class Manifest(BaseModel):
 
 
 Loc = tuple[str | int, ...]
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10x faster
 
 
 def _compose(text: str) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML into plain data and remember the line of every node by its path."""
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    node = yaml.compose(text, Loader=_LOADER)
     lines: dict[Loc, int] = {}
     scalars = yaml.SafeLoader("")
 
