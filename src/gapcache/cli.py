@@ -249,6 +249,7 @@ def _serve_config(args: argparse.Namespace) -> Any:
         public_url=args.public_url,
         workers=args.workers,
         access_log=not args.no_access_log,
+        loop=args.loop,
     )
 
 
@@ -294,6 +295,7 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--public-url", metavar="URL", help="address clients use (default: the request's Host)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the ports")
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (default uvloop)")
 
 
 # ---- parser ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The mirror server: one asyncio process (or ``--workers N`` identical ones), read-only.
 
-Each kind mounts its protocol's routes on its listener (DESIGN "Serving"):
+Each kind answers its protocol's requests on its listener (DESIGN "Serving"):
 ``registry 5000``, ``repos 8001``, ``charts 8002``, ``pypi 8003``, ``files 8004``.
 
 A blob is located as ``(file, offset, length)`` — a store blob is ``(path, 0, size)``, an archive
@@ -23,10 +23,11 @@ import socket
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -61,6 +62,7 @@ class BlobIndex:
         self._verified: dict[str, asyncio.Future[bytes | None]] = {}
         self._small: OrderedDict[str, bytes] = OrderedDict()
         self._small_bytes = 0
+        self._headers: dict[tuple[str, str], dict[str, str]] = {}
 
     @classmethod
     def from_root(cls, root: Root, lock: Lock) -> BlobIndex:
@@ -116,6 +118,23 @@ class BlobIndex:
             return data
         await fut
         return self._small.get(loc.digest) if loc.size <= SMALL else None
+
+    def cached(self, digest: str) -> bytes | None:
+        return self._small.get(digest)
+
+    def headers(self, loc: BlobLoc, content_type: str) -> dict[str, str]:
+        """The fixed response headers of a blob (built once)."""
+        key = (loc.digest, content_type)
+        hdrs = self._headers.get(key)
+        if hdrs is None:
+            hdrs = self._headers[key] = {
+                "ETag": f'"{loc.digest}"',
+                "Last-Modified": self.last_modified,
+                "Accept-Ranges": "bytes",
+                "Content-Type": content_type,
+                "Cache-Control": "public, max-age=31536000, immutable",
+            }
+        return hdrs
 
     def _remember(self, digest: str, data: bytes) -> None:
         self._small[digest] = data
@@ -213,16 +232,15 @@ class _SendfileResponse(web.StreamResponse):
         return writer
 
 
-async def send_blob(request: web.Request, blobs: BlobIndex, loc: BlobLoc, content_type: str) -> web.StreamResponse:
+async def send_blob(request: web.BaseRequest, blobs: BlobIndex, loc: BlobLoc, content_type: str) -> web.StreamResponse:
     """GET/HEAD a blob with Range, ETag (the digest) and Last-Modified."""
+    h = request.headers
+    if "Range" not in h and "If-None-Match" not in h and "If-Range" not in h:
+        cached = blobs.cached(loc.digest)
+        if cached is not None:  # the hot path: a small verified blob, whole, from memory
+            return web.Response(body=cached, headers=blobs.headers(loc, content_type))
     etag = f'"{loc.digest}"'
-    headers = {
-        "ETag": etag,
-        "Last-Modified": blobs.last_modified,
-        "Accept-Ranges": "bytes",
-        "Content-Type": content_type,
-        "Cache-Control": "public, max-age=31536000, immutable",
-    }
+    headers = dict(blobs.headers(loc, content_type))
     inm = request.headers.get("If-None-Match")
     if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
         return web.Response(status=304, headers=headers)
@@ -243,7 +261,7 @@ async def send_blob(request: web.Request, blobs: BlobIndex, loc: BlobLoc, conten
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{loc.size}"
     if data is not None:  # aiohttp sends the headers (with Content-Length) and no body for HEAD
-        return web.Response(status=status, body=data[start:end], headers=headers)
+        return web.Response(status=status, body=data if status == 200 else data[start:end], headers=headers)
     stream = _SendfileResponse(loc, start, end - start, status=status, headers=headers)
     stream.content_length = end - start
     return stream
@@ -279,22 +297,28 @@ class MissLog:
             os.write(self.fd, (line + "\n").encode())
 
 
-def _miss_middleware(listener: str, misses: MissLog) -> Callable[..., Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def middleware(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        try:
-            resp = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status == 404:
-                misses.record(listener, request.raw_path, 404)
-            raise
-        if resp.status == 404:
-            misses.record(listener, request.raw_path, 404)
-        return resp
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]
 
-    return middleware
+
+class Listener:
+    """One port: the kinds that serve on it, asked in turn; a request none answers is a 404 and a
+    recorded miss. aiohttp's low-level server (no router, no middlewares): every request here is
+    GET or HEAD of an immutable thing, and the hot path is short."""
+
+    def __init__(self, name: str, handlers: list[Handler], misses: MissLog) -> None:
+        self.name = name
+        self.handlers = handlers
+        self.misses = misses
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="read-only mirror\n")
+        for handler in self.handlers:
+            resp: web.StreamResponse | None = await handler(request)
+            if resp is not None:
+                return resp
+        self.misses.record(self.name, request.raw_path, 404)
+        return web.Response(status=404, text="404 not found\n")
 
 
 # ---- the server ---------------------------------------------------------------------------------------
@@ -309,6 +333,7 @@ class ServeConfig:
     public_url: str | None = None
     workers: int = 1
     access_log: bool = True
+    loop: str = "uvloop"
 
 
 @dataclass
@@ -319,7 +344,7 @@ class Mirror:
     blobs: BlobIndex
     misses: MissLog
     public_url: str | None
-    apps: dict[str, web.Application]
+    listeners: dict[str, Listener]
 
 
 def open_source(config: ServeConfig) -> tuple[Lock, BlobIndex, Path | None]:
@@ -338,18 +363,13 @@ def make_apps(config: ServeConfig) -> Mirror:
     by_kind: dict[str, list[Item]] = {}
     for item in lock.items:
         by_kind.setdefault(item.kind, []).append(item)
-    apps: dict[str, web.Application] = {}
+    listeners: dict[str, Listener] = {}
     for kind in KINDS.values():
-        port = config.ports.get(kind.listener, 0)
-        if not port:
+        if not config.ports.get(kind.listener, 0):
             continue
-        app = apps.get(kind.listener)
-        if app is None:
-            app = web.Application(middlewares=[_miss_middleware(kind.listener, misses)])
-            app["public_url"] = config.public_url
-            apps[kind.listener] = app
-        kind.mount(app, by_kind.get(kind.name, []), blobs)
-    return Mirror(lock, blobs, misses, config.public_url, apps)
+        listener = listeners.setdefault(kind.listener, Listener(kind.listener, [], misses))
+        listener.handlers.append(kind.handler(by_kind.get(kind.name, []), blobs))
+    return Mirror(lock, blobs, misses, config.public_url, listeners)
 
 
 def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -367,13 +387,13 @@ def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], ready: Callable[[], None]) -> None:
     mirror = make_apps(config)
     runners = []
-    for name, app in mirror.apps.items():
-        runner = web.AppRunner(
-            app,
+    for name, listener in mirror.listeners.items():
+        server = web.Server(
+            listener,
             access_log=logging.getLogger(f"gapcache.access.{name}") if config.access_log else None,
             access_log_format='%a "%r" %s %b "%{User-Agent}i" %Tfs',
-            handle_signals=False,
         )
+        runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
         site = web.SockSite(runner, sockets[name])
         await site.start()
@@ -393,7 +413,21 @@ async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], rea
 def _worker_main(config: ServeConfig, bound: dict[str, int]) -> None:
     _setup_logging(config)
     sockets = {n: _listen_socket(config.bind, p, True) for n, p in bound.items()}
-    asyncio.run(run_worker(config, sockets, lambda: None))
+    _run_loop(config.loop, run_worker(config, sockets, lambda: None))
+
+
+def _run_loop(loop: str, coro: Coroutine[Any, Any, None]) -> None:
+    """uvloop by default: measured here ~25% more small requests/s than asyncio's loop, and large
+    bodies still stream at nginx's speed (bench/RESULTS.md)."""
+    if loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - a dependency on Linux
+            pass
+        else:
+            uvloop.run(coro)
+            return
+    asyncio.run(coro)
 
 
 def _setup_logging(config: ServeConfig) -> None:
@@ -433,7 +467,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict[str, int]], None] | None
             on_ready(bound)
 
     try:
-        asyncio.run(run_worker(config, sockets, ready))
+        _run_loop(config.loop, run_worker(config, sockets, ready))
     finally:
         for proc in procs:
             if proc.pid is not None:

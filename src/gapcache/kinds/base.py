@@ -3,7 +3,7 @@
 A kind turns its manifest section into :class:`Item` records whose :class:`Artifact` entries say
 what to fetch (source URL, digest and size when known) and where it lives in the mirror (logical
 path). Downloading, verifying, storing, packing and loading are shared machinery; a kind also
-mounts the HTTP routes of its protocol on its listener (see ``serve.py``).
+answers the HTTP requests of its protocol on its listener (see ``serve.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from ..names import DIGEST, logical_path_error
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from ..fetch import Downloader
     from ..manifest import Manifest
-    from ..serve import BlobIndex
+    from ..serve import BlobIndex, Handler
 
 
 class Artifact(BaseModel):
@@ -93,4 +91,7 @@ class Kind(Protocol):
 
     async def resolve(self, manifest: Manifest, ctx: ResolveContext) -> list[Item]: ...
 
-    def mount(self, app: web.Application, items: list[Item], blobs: BlobIndex) -> None: ...
+    def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
+        """A request handler for this kind's part of its listener: a response, or None if the
+        path is not this kind's (the server then answers 404 and records a miss)."""
+        ...

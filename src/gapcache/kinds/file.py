@@ -19,10 +19,8 @@ from ..names import HEX64, default_file_path
 from .base import Artifact, Item, ResolveContext, ResolveFailure
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from ..manifest import Manifest
-    from ..serve import BlobIndex
+    from ..serve import BlobIndex, Handler
 
 PREFIX = "files/"
 
@@ -113,7 +111,7 @@ class FileKind:
         results = await asyncio.gather(*(one(e) for e in unique))
         return [r for r in results if r is not None]
 
-    def mount(self, app: web.Application, items: list[Item], blobs: BlobIndex) -> None:
-        from .file_serve import mount_files
+    def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
+        from .file_serve import FilesTree
 
-        mount_files(app, items, blobs)
+        return FilesTree(items, blobs).handle

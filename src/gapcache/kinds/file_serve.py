@@ -57,7 +57,7 @@ class FilesTree:
             page = self._rendered[path] = render_autoindex(path, self.dirs[path], self.blobs.last_modified)
         return page
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
         path = request.path
         hit = self.files.get(path)
         if hit is not None:
@@ -66,8 +66,8 @@ class FilesTree:
         if path in self.dirs:
             return web.Response(body=self.listing(path), content_type="text/html", charset="utf-8")
         if path + "/" in self.dirs:
-            raise web.HTTPMovedPermanently(quote(path + "/"))
-        return web.Response(status=404, text="404 not found\n")
+            return web.Response(status=301, headers={"Location": quote(path + "/")}, text="moved\n")
+        return None
 
 
 def render_autoindex(path: str, d: _Dir, last_modified: str) -> bytes:
@@ -93,9 +93,3 @@ def render_autoindex(path: str, d: _Dir, last_modified: str) -> bytes:
         lines.append(row(name, name, str(d.files[name])))
     lines.append("</pre><hr></body>\r\n</html>\r\n")
     return "".join(lines).encode()
-
-
-def mount_files(app: web.Application, items: list[Item], blobs: BlobIndex) -> None:
-    tree = FilesTree(items, blobs)
-    app["files_tree"] = tree
-    app.router.add_get("/{tail:.*}", tree.handle, allow_head=True)
