@@ -253,8 +253,26 @@ def _serve_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _example_file(config: Any) -> str | None:
+    """A file path from the served lock, for the "try:" hint."""
+    from .serve import open_source
+
+    try:
+        lock = open_source(config)[0]
+    except GapcacheError:
+        return None
+    for a in lock.artifacts():
+        if a.path.startswith("files/"):
+            return str(a.path[len("files/") :])
+    return None
+
+
 def _run_server(config: Any) -> int:
+    from urllib.parse import quote
+
     from .serve import serve
+
+    example = _example_file(config)
 
     def ready(bound: dict[str, int]) -> None:
         host = config.public_url or ("127.0.0.1" if config.bind in ("0.0.0.0", "::") else config.bind)
@@ -264,6 +282,10 @@ def _run_server(config: Any) -> int:
             _err(f"  {name:9} {base}/")
         if "files" in bound:
             _err(f"  try: curl -s http://{host}:{bound['files']}/ | head")
+            if example:
+                name = example.rsplit("/", 1)[-1]
+                _err(f"       curl -fO http://{host}:{bound['files']}/{quote(example)} && sha256sum {name}")
+                _err(f"       wget -r -np -nH http://{host}:{bound['files']}/")
 
     serve(config, ready)
     return 0
