@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .archive import PackResult, lock_path_beside, pack
 from .errors import DiskFull, EnvironmentProblem, GapcacheError
-from .fetch import Credentials, Downloader, FetchJob
+from .fetch import Auth, Downloader, FetchJob
 from .kinds import KINDS, Artifact, Item, ResolveContext
 from .kinds.base import ResolveFailure
 from .lock import Lock
@@ -25,6 +25,12 @@ class Failure:
     reason: str
 
 
+def _default_auth() -> Auth:
+    from .kinds.image_auth import RegistryAuth
+
+    return RegistryAuth()
+
+
 @dataclass
 class BuildOptions:
     store: Path
@@ -35,7 +41,7 @@ class BuildOptions:
     since: Lock | None = None
     compress: str | None = None
     progress: Progress = field(default_factory=NullProgress)
-    credentials: Credentials | None = None
+    auth: Auth | None = field(default_factory=_default_auth)
 
 
 @dataclass
@@ -71,9 +77,7 @@ def _failure(f: ResolveFailure) -> Failure:
 async def plan(manifest: Manifest, opts: BuildOptions) -> BuildResult:
     """Resolve (metadata only, sizes probed with HEAD) without downloading any content."""
     store = Store(opts.store)
-    async with Downloader(
-        store, concurrency=opts.concurrency, retries=opts.retries, credentials=opts.credentials
-    ) as dl:
+    async with Downloader(store, concurrency=opts.concurrency, retries=opts.retries, auth=opts.auth) as dl:
         items, failures = await resolve(manifest, dl, probe_sizes=True)
     return BuildResult(items=items, failures=failures)
 
@@ -87,7 +91,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         concurrency=opts.concurrency,
         retries=opts.retries,
         progress=opts.progress,
-        credentials=opts.credentials,
+        auth=opts.auth,
     ) as dl:
         if locked is not None:
             items, failures = list(locked.items), list[Failure]()

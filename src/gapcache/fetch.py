@@ -8,7 +8,8 @@
 - every byte hashed while streaming; a blob enters the store only if its sha256 matched;
 - a blob already in the store is never downloaded again; for URLs without a pinned digest the
   last ETag/Last-Modified is kept so a re-run asks with ``If-None-Match``/``If-Modified-Since``;
-- per-host credentials through a hook (``credentials(host) -> headers``).
+- credentials through one hook (:class:`Auth`): headers for a URL, and a chance to answer a 401
+  challenge (registries' bearer tokens) before the request is tried again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -35,7 +36,16 @@ from .errors import DigestMismatch, DiskFull, FetchError, HTTPStatusError
 from .progress import NullProgress, Progress
 from .store import CHUNK, Store, atomic_write, check_space
 
-Credentials = Callable[[str], Mapping[str, str] | None]
+
+class Auth(Protocol):
+    """Per-host credentials. ``challenge`` is called on a 401 with its WWW-Authenticate header and
+    returns True when it obtained new credentials (the request is then retried once)."""
+
+    def headers(self, url: str) -> Mapping[str, str]: ...
+
+    async def challenge(self, url: str, www_authenticate: str, session: aiohttp.ClientSession) -> bool: ...
+
+
 T = TypeVar("T")
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 READ_CHUNK = 256 * 1024
@@ -105,7 +115,7 @@ class Downloader:
         connect_timeout: float = 30.0,
         read_timeout: float = 60.0,
         progress: Progress | None = None,
-        credentials: Credentials | None = None,
+        auth: Auth | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
@@ -116,12 +126,13 @@ class Downloader:
         self.max_retry_after = max_retry_after
         self.timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
         self.progress: Progress = progress or NullProgress()
-        self.credentials = credentials
+        self.auth = auth
         self.sleep = sleep
         self._sem = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Future[FetchResult]] = {}
         self._shown: dict[str, int] = {}
+        self._challenged: dict[str, bool] = {}
 
     # ---- the HTTP validators of unpinned URLs: an append-only journal in the store -------------
 
@@ -187,10 +198,14 @@ class Downloader:
         return self._session
 
     def _headers(self, url: str) -> dict[str, str]:
-        if self.credentials is None:
-            return {}
-        host = urlsplit(url).hostname or ""
-        return dict(self.credentials(host) or {})
+        return dict(self.auth.headers(url)) if self.auth is not None else {}
+
+    async def _answer_401(self, url: str, resp: aiohttp.ClientResponse, tried: bool) -> None:
+        """On a 401: let the auth hook answer the challenge (once), else fail with the 401."""
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        if tried or self.auth is None or not await self.auth.challenge(url, challenge, self.session):
+            raise HTTPStatusError(url, 401, "unauthorized (check credentials)")
+        raise _Transient("authenticated; retrying", progressed=True, retry_after=0)
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -233,16 +248,27 @@ class Downloader:
 
     async def get_bytes(self, url: str, *, max_size: int = 256 << 20) -> bytes:
         """Small metadata for resolvers (index files, manifests), with the same retry rules."""
+        return (await self.get(url, max_size=max_size))[0]
 
-        async def once() -> bytes:
-            async with self.session.get(url, headers=self._headers(url)) as resp:
+    async def get(
+        self, url: str, headers: Mapping[str, str] | None = None, *, max_size: int = 256 << 20
+    ) -> tuple[bytes, dict[str, str]]:
+        """GET small metadata: the body and the response headers (auth and retries included)."""
+        challenged = False
+
+        async def once() -> tuple[bytes, dict[str, str]]:
+            nonlocal challenged
+            async with self.session.get(url, headers={**self._headers(url), **(headers or {})}) as resp:
+                if resp.status == 401:
+                    was, challenged = challenged, True
+                    await self._answer_401(url, resp, was)
                 self._raise_for_status(url, resp)
                 body = bytearray()
                 async for chunk in resp.content.iter_chunked(READ_CHUNK):
                     body += chunk
                     if len(body) > max_size:
                         raise FetchError(url, f"response larger than {max_size} bytes")
-                return bytes(body)
+                return bytes(body), dict(resp.headers)
 
         return await self._retrying(url, once)
 
@@ -260,8 +286,9 @@ class Downloader:
             try:
                 return await once()
             except _Transient as exc:
-                failures += 1
-                await self._wait(url, failures, exc)
+                if not exc.progressed:
+                    failures += 1
+                await self._wait(url, max(failures, 1), exc)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
                 failures += 1
                 await self._wait(url, failures, _Transient(_describe(exc)))
@@ -352,6 +379,7 @@ class Downloader:
                 raise
 
     async def _attempt(self, job: FetchJob, label: str, partial: Path) -> tuple[FetchResult, int]:
+        challenged = self._challenged.get(job.url, False)
         h = hashlib.sha256()
         offset = partial.stat().st_size if partial.exists() else 0
         if offset:
@@ -370,6 +398,9 @@ class Downloader:
         got = 0
         try:
             async with self.session.get(job.url, headers=headers) as resp:
+                if resp.status == 401:
+                    self._challenged[job.url] = True
+                    await self._answer_401(job.url, resp, challenged)
                 if resp.status == 304 and cached is not None:
                     return FetchResult(cached["digest"], cached["size"], 0), 0
                 if resp.status == 416 and offset:

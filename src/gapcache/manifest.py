@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .errors import FormatError, ManifestError
 from .kinds.file import FilesSection
+from .kinds.image import ImageEntry, RegistryConfig, coerce_images, validate_platforms
 from .names import logical_path_error
 
 MANIFEST_FORMAT = 1
@@ -31,6 +32,19 @@ class Manifest(BaseModel):
     format: int
     name: str = "gapcache"
     files: FilesSection = []
+    platforms: list[str] = ["linux/amd64"]
+    images: list[ImageEntry] = []
+    registries: dict[str, RegistryConfig] = {}
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images(cls, v: object) -> object:
+        return coerce_images(v)
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, v: list[str]) -> list[str]:
+        return validate_platforms(v)
 
 
 Loc = tuple[str | int, ...]

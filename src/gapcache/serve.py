@@ -62,7 +62,7 @@ class BlobIndex:
         self._verified: dict[str, asyncio.Future[bytes | None]] = {}
         self._small: OrderedDict[str, bytes] = OrderedDict()
         self._small_bytes = 0
-        self._headers: dict[tuple[str, str], dict[str, str]] = {}
+        self._headers: dict[tuple[str, str, bool], dict[str, str]] = {}
 
     @classmethod
     def from_root(cls, root: Root, lock: Lock) -> BlobIndex:
@@ -122,9 +122,9 @@ class BlobIndex:
     def cached(self, digest: str) -> bytes | None:
         return self._small.get(digest)
 
-    def headers(self, loc: BlobLoc, content_type: str) -> dict[str, str]:
+    def headers(self, loc: BlobLoc, content_type: str, registry: bool = False) -> dict[str, str]:
         """The fixed response headers of a blob (built once)."""
-        key = (loc.digest, content_type)
+        key = (loc.digest, content_type, registry)
         hdrs = self._headers.get(key)
         if hdrs is None:
             hdrs = self._headers[key] = {
@@ -134,6 +134,9 @@ class BlobIndex:
                 "Content-Type": content_type,
                 "Cache-Control": "public, max-age=31536000, immutable",
             }
+            if registry:
+                hdrs["Docker-Content-Digest"] = loc.digest
+                hdrs["Docker-Distribution-API-Version"] = "registry/2.0"
         return hdrs
 
     def _remember(self, digest: str, data: bytes) -> None:
@@ -232,15 +235,17 @@ class _SendfileResponse(web.StreamResponse):
         return writer
 
 
-async def send_blob(request: web.BaseRequest, blobs: BlobIndex, loc: BlobLoc, content_type: str) -> web.StreamResponse:
+async def send_blob(
+    request: web.BaseRequest, blobs: BlobIndex, loc: BlobLoc, content_type: str, *, registry: bool = False
+) -> web.StreamResponse:
     """GET/HEAD a blob with Range, ETag (the digest) and Last-Modified."""
     h = request.headers
     if "Range" not in h and "If-None-Match" not in h and "If-Range" not in h:
         cached = blobs.cached(loc.digest)
         if cached is not None:  # the hot path: a small verified blob, whole, from memory
-            return web.Response(body=cached, headers=blobs.headers(loc, content_type))
+            return web.Response(body=cached, headers=blobs.headers(loc, content_type, registry))
     etag = f'"{loc.digest}"'
-    headers = dict(blobs.headers(loc, content_type))
+    headers = dict(blobs.headers(loc, content_type, registry))
     inm = request.headers.get("If-None-Match")
     if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
         return web.Response(status=304, headers=headers)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from .base import Artifact, Item, Kind, ResolveContext
 from .file import FileKind
+from .image import ImageKind
 
-KINDS: dict[str, Kind] = {k.name: k for k in (FileKind(),)}
+KINDS: dict[str, Kind] = {k.name: k for k in (FileKind(), ImageKind())}
 
 __all__ = ["KINDS", "Artifact", "Item", "Kind", "ResolveContext"]

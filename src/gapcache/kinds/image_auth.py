@@ -1,0 +1,113 @@
+"""Registry authentication as registries do it (the shared downloader's :class:`~gapcache.fetch.Auth`).
+
+On a 401 the registry says how: ``Basic realm=…`` (send the user's credentials) or
+``Bearer realm=…,service=…,scope=…`` (fetch a token from the realm — anonymously, or with the
+user's credentials — and send it). Tokens are kept per host and scope until they expire.
+Credentials come from ``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json`` (``auths``),
+and from ``GAPCACHE_REGISTRY_AUTH`` (``host=user:password[,host=…]``) for CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+
+_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_REPO = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags)/")
+DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+def _scope(url: str) -> str | None:
+    m = _REPO.match(urlsplit(url).path)
+    return f"repository:{m.group(1)}:pull" if m else None
+
+
+def load_credentials(env: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    env = os.environ if env is None else env
+    creds: dict[str, tuple[str, str]] = {}
+    cfg_dir = Path(env["DOCKER_CONFIG"]) if env.get("DOCKER_CONFIG") else Path.home() / ".docker"
+    try:
+        auths = json.loads((cfg_dir / "config.json").read_text()).get("auths", {})
+    except (OSError, ValueError, AttributeError):
+        auths = {}
+    for key, value in auths.items():
+        try:
+            user, _, password = base64.b64decode(value["auth"]).decode().partition(":")
+        except (KeyError, ValueError, TypeError):
+            continue
+        host = urlsplit(key).netloc if "://" in key else key.rstrip("/")
+        for h in DOCKER_HUB_KEYS if key in DOCKER_HUB_KEYS else (host,):
+            creds[h.removeprefix("https://").rstrip("/").split("/")[0]] = (user, password)
+    for part in filter(None, env.get("GAPCACHE_REGISTRY_AUTH", "").split(",")):
+        host, _, userpass = part.partition("=")
+        user, _, password = userpass.partition(":")
+        creds[host.strip()] = (user, password)
+    return creds
+
+
+class RegistryAuth:
+    def __init__(self, credentials: dict[str, tuple[str, str]] | None = None) -> None:
+        self.credentials = load_credentials() if credentials is None else credentials
+        self.tokens: dict[tuple[str, str | None], tuple[str, float]] = {}
+        self.basic_hosts: set[str] = set()
+
+    def _basic(self, host: str) -> str | None:
+        cred = self.credentials.get(host)
+        if cred is None:
+            return None
+        return "Basic " + base64.b64encode(f"{cred[0]}:{cred[1]}".encode()).decode()
+
+    def headers(self, url: str) -> Mapping[str, str]:
+        host = _host(url)
+        token = self.tokens.get((host, _scope(url)))
+        if token is not None and token[1] > time.monotonic():
+            return {"Authorization": f"Bearer {token[0]}"}
+        if host in self.basic_hosts:
+            basic = self._basic(host)
+            if basic:
+                return {"Authorization": basic}
+        return {}
+
+    async def challenge(self, url: str, www_authenticate: str, session: aiohttp.ClientSession) -> bool:
+        host = _host(url)
+        scheme, _, rest = www_authenticate.partition(" ")
+        if scheme.lower() == "basic":
+            if host in self.credentials and host not in self.basic_hosts:
+                self.basic_hosts.add(host)
+                return True
+            return False
+        if scheme.lower() != "bearer":
+            return False
+        params = dict(_PARAM.findall(rest))
+        realm = params.get("realm")
+        if not realm:
+            return False
+        scope = params.get("scope") or _scope(url)
+        query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
+        headers = {}
+        basic = self._basic(host)
+        if basic:
+            headers["Authorization"] = basic
+        sep = "&" if "?" in realm else "?"
+        async with session.get(f"{realm}{sep}{urlencode(query)}", headers=headers) as resp:
+            if resp.status != 200:
+                return False
+            doc = await resp.json(content_type=None)
+        token = doc.get("token") or doc.get("access_token")
+        if not token:
+            return False
+        ttl = float(doc.get("expires_in") or 60)
+        self.tokens[(host, _scope(url))] = (str(token), time.monotonic() + max(ttl - 10, 5))
+        return True
