@@ -83,6 +83,7 @@ def gapcache_serve(root: Path, workers: int = 1, *extra: str) -> Iterator[int]:
     port = free_port()
     log = open(root.parent / "gapcache-serve.log", "a")  # noqa: SIM115
     cmd = [PY, "-m", "gapcache", "serve", "--root", str(root), "--bind", "127.0.0.1", "--port", f"files={port}"]
+    cmd += ["--port", "registry=0"]
     cmd += ["--workers", str(workers), "--no-access-log", *extra]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -91,11 +91,11 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def gapcache(
-    *args: str | Path, check: bool = False, timeout: float = 300, **kw: Any
+    *args: str | Path, check: bool = False, timeout: float = 300, env: dict[str, str] | None = None, **kw: Any
 ) -> subprocess.CompletedProcess[str]:
     """Run the real command line (a subprocess: exit codes and output as a user sees them)."""
     cmd = [sys.executable, "-m", "gapcache", *map(str, args)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cli_env(), **kw)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cli_env(**(env or {})), **kw)
     if check and res.returncode != 0:
         raise AssertionError(f"{cmd} exited {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}")
     return res
@@ -141,7 +141,7 @@ def serving(root: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], in
     port = free_port()
     with open(root.parent / "serve.log", "a") as log:
         cmd = [sys.executable, "-m", "gapcache", "serve", "--root", str(root), "--bind", "127.0.0.1"]
-        cmd += ["--port", f"files={port}", *extra]
+        cmd += ["--port", f"files={port}", "--port", "registry=0", *extra]  # only the files listener
         proc = subprocess.Popen(cmd, env=cli_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             wait_port(port, proc)

@@ -52,6 +52,7 @@ class BuildResult:
     packed: PackResult | None = None
     transferred: int = 0
     lock_path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -116,6 +117,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
             opts.progress.end()
             await asyncio.to_thread(store.sync)  # what was fetched is durable before anything refers to it
     result = BuildResult(items=fetched, failures=failures + fetch_failures, transferred=transferred)
+    result.warnings = name_collisions(fetched)
     if not result.ok or opts.out is None:
         return result
     lock = locked if locked is not None else Lock.build(fetched)
@@ -132,6 +134,21 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
     result.lock_path = lock_path_beside(opts.out)
     atomic_write(result.lock_path, result.packed.lock_bytes)
     return result
+
+
+def name_collisions(items: list[Item]) -> list[str]:
+    """Images whose prefix-less name is claimed by two upstreams: only full names will be served."""
+    by_short: dict[str, set[str]] = {}
+    for i in items:
+        if i.kind == "image":
+            full = str(i.resolved["name"])
+            by_short.setdefault(full.split("/", 1)[1], set()).add(full)
+    return [
+        f"image name {short!r} exists on several upstreams ({', '.join(sorted(fulls))}): the mirror serves "
+        "only the full names for it"
+        for short, fulls in sorted(by_short.items())
+        if len(fulls) > 1
+    ]
 
 
 async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], list[Failure], int]:

@@ -109,6 +109,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if opts.out is None:
         raise UsageError("give the archive to write with -o ARCHIVE.tar (or use --plan)")
     result = _run(build(manifest, opts, locked))
+    for w in result.warnings:
+        _err(f"warning: {w}")
     if args.json:
         _print(
             json.dumps(

@@ -1,0 +1,168 @@
+"""Images end to end: real upstream registries (docker-registry, one with htpasswd), build online,
+then load + serve inside `unshare -n` and pull with skopeo and podman."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import gapcache
+from registry import Registry, docker_registry, layer, write_image
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class Upstreams:
+    plain: Registry
+    private: Registry
+    app_index: str
+    arm64_manifest: str
+    base_layer: str
+
+
+@pytest.fixture(scope="module")
+def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
+    tmp = tmp_path_factory.mktemp("registries")
+    with docker_registry(tmp / "plain") as plain, docker_registry(tmp / "private", ("gc", "s3cret")) as private:
+        base = layer({"bin/base": b"shared base layer\n" * 100})
+        oci = tmp / "oci"
+        app = write_image(
+            oci,
+            "1",
+            {"linux/amd64": [base, layer({"hello": b"amd64\n"})], "linux/arm64": [base, layer({"hello": b"arm64\n"})]},
+        )
+        plain.push(oci, "1", "team/app:1")
+        write_image(oci, "2", {"linux/amd64": [base, layer({"other": b"other\n"})]})
+        plain.push(oci, "2", "team/other:2")
+        plain.push(oci, "2", "team/docker:v2s2", fmt="v2s2")
+        private.push(oci, "2", "team/private:1")
+        index = json.loads(plain.raw_manifest("team/app:1"))
+        arm = next(m["digest"] for m in index["manifests"] if m["platform"]["architecture"] == "arm64")
+        yield Upstreams(plain, private, app, arm, "sha256:" + hashlib.sha256(base).hexdigest())
+
+
+@pytest.mark.slow
+def test_images_build_then_pull_inside_an_air_gap(tmp_path: Path, upstreams: Upstreams) -> None:
+    up, priv = upstreams.plain, upstreams.private
+    docker_cfg = tmp_path / "docker"
+    docker_cfg.mkdir()
+    auth = base64.b64encode(b"gc:s3cret").decode()
+    (docker_cfg / "config.json").write_text(json.dumps({"auths": {priv.host: {"auth": auth}}}))
+    m = tmp_path / "images.yaml"
+    m.write_text(
+        "format: 1\nplatforms: [linux/amd64]\nimages:\n"
+        f"  - {up.host}/team/app:1\n  - {up.host}/team/other:2\n  - {up.host}/team/docker:v2s2\n"
+        f"  - {priv.host}/team/private:1\n"
+        f"registries:\n  {up.host}: {{insecure: true}}\n  {priv.host}: {{insecure: true}}\n"
+    )
+    archive = tmp_path / "images.tar"
+    res = gapcache(
+        "build", "-f", m, "-o", archive, "--store", tmp_path / "store", env={"DOCKER_CONFIG": str(docker_cfg)}
+    )
+    assert res.returncode == 0, res.stderr
+    lock = json.loads((tmp_path / "images.tar.lock.json").read_text())
+    app = next(i for i in lock["items"] if i["name"].endswith("team/app:1"))
+    assert app["resolved"]["digest"] == upstreams.app_index  # the index, byte-exact
+    assert app["resolved"]["platforms"] == ["linux/amd64"]
+    # layer dedup: the base layer is used by four images, stored and packed once
+    with tarfile.open(archive) as tf:
+        names = tf.getnames()
+    assert names.count(f"blobs/sha256/{upstreams.base_layer[7:]}") == 1
+    assert (tmp_path / "store/blobs/sha256" / upstreams.base_layer[7:]).exists()
+    assert f"blobs/sha256/{upstreams.arm64_manifest[7:]}" not in names  # platform not selected
+
+    out = tmp_path / "offline"
+    out.mkdir()
+    script = HERE / "airgap_images.sh"
+    cmd = [
+        "unshare",
+        "-n",
+        "bash",
+        str(script),
+        sys.executable,
+        str(archive),
+        str(tmp_path / "root"),
+        str(out),
+        up.host,
+        priv.host,
+    ]
+    res2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ})
+    log = (out / "serve.log").read_text() if (out / "serve.log").exists() else ""
+    assert res2.returncode == 0, res2.stdout + res2.stderr + log
+    assert (out / "route.txt").read_text() == ""
+    assert "Docker-Distribution-API-Version: registry/2.0" in (out / "v2.headers").read_text()
+    by_tag = (out / "app-by-tag.json").read_bytes()
+    assert "sha256:" + hashlib.sha256(by_tag).hexdigest() == upstreams.app_index
+    assert (out / "app-by-digest.json").read_bytes() == by_tag
+    assert (out / "docker-v2s2.json").read_bytes() == up.raw_manifest("team/docker:v2s2")
+    assert (out / "private.json").read_bytes() == priv.raw_manifest("team/private:1")
+    copied = json.loads((out / "copy/index.json").read_text())["manifests"][0]
+    copied_manifest = json.loads((out / "copy/blobs/sha256" / copied["digest"][7:]).read_text())
+    upstream_manifest = json.loads(up.raw_manifest("team/other:2"))
+    assert [x["digest"] for x in copied_manifest["layers"]] == [x["digest"] for x in upstream_manifest["layers"]]
+    catalog = json.loads((out / "catalog.json").read_text())["repositories"]
+    upc = up.host.replace(":", "_")
+    assert f"{upc}/team/app" in catalog and f"{priv.host.replace(':', '_')}/team/private" in catalog
+    assert json.loads((out / "tags.json").read_text()) == {"name": f"{upc}/team/app", "tags": ["1"]}
+    assert (out / "ns-status.txt").read_text() == "200"
+    images = (out / "podman-images.txt").read_text()
+    assert f"127.0.0.1:5000/{upc}/team/app:1" in images
+    assert "127.0.0.1:5000/team/other:2" in images
+    assert f"{up.host}/team/docker:v2s2" in images
+
+
+@pytest.mark.slow
+def test_unselected_platform_and_hostile_names(tmp_path: Path, upstreams: Upstreams) -> None:
+    up = upstreams.plain
+    m = tmp_path / "m.yaml"
+    m.write_text(f"format: 1\nimages:\n  - {up.host}/team/app:1\nregistries:\n  {up.host}: {{insecure: true}}\n")
+    gapcache("build", "-f", m, "-o", tmp_path / "a.tar", "--store", tmp_path / "store", check=True)
+    gapcache("load", tmp_path / "a.tar", "--root", tmp_path / "root", "-q", check=True)
+    from conftest import free_port, wait_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "gapcache", "serve", "--root", str(tmp_path / "root"), "--bind", "127.0.0.1",
+           "--port", f"registry={port}", "--port", "files=0"]  # fmt: skip
+    with open(tmp_path / "serve.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_port(port)
+            import http.client
+
+            def get(path: str) -> tuple[int, bytes]:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", path)
+                r = conn.getresponse()
+                return r.status, r.read()
+
+            upc = up.host.replace(":", "_")
+            status, body = get(f"/v2/{upc}/team/app/manifests/{upstreams.arm64_manifest}")
+            assert status == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+            status, body = get(f"/v2/{upc}/team/nope/manifests/1")
+            assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN"
+            status, body = get(f"/v2/{upc}/team/app/blobs/sha256:{'0' * 64}")
+            assert status == 404 and json.loads(body)["errors"][0]["code"] == "BLOB_UNKNOWN"
+            for hostile in (
+                f"/v2/{upc}/team/../../etc/manifests/1",
+                f"/v2/{upc}%2fteam%2fapp/manifests/1",
+                "/v2/" + "a" * 10_000 + "/manifests/1",
+                f"/v2/{upc}/team/app/blobs/..%2f..%2fetc%2fpasswd",
+            ):
+                status, _ = get(hostile)
+                assert 400 <= status < 500, hostile
+            status, body = get(f"/v2/{upc}/team/app/manifests/1")
+            assert status == 200
+        finally:
+            proc.terminate()
+            proc.wait(10)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from gapcache.kinds.image import ImageRef, parse_ref, platform_matches
+from gapcache.kinds.image_serve import short_names
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("ubuntu", ImageRef("docker.io", "library/ubuntu", "latest", None)),
+        ("ubuntu:22.04", ImageRef("docker.io", "library/ubuntu", "22.04", None)),
+        ("nvidia/cuda:12.4.1-base-ubuntu22.04", ImageRef("docker.io", "nvidia/cuda", "12.4.1-base-ubuntu22.04", None)),
+        ("nvcr.io/nvidia/cuda:12.4.1", ImageRef("nvcr.io", "nvidia/cuda", "12.4.1", None)),
+        ("index.docker.io/library/alpine:3", ImageRef("docker.io", "library/alpine", "3", None)),
+        ("localhost/x/y", ImageRef("localhost", "x/y", "latest", None)),
+        ("127.0.0.1:5001/team/app:1", ImageRef("127.0.0.1:5001", "team/app", "1", None)),
+        ("quay.io/a/b@sha256:" + "a" * 64, ImageRef("quay.io", "a/b", None, "sha256:" + "a" * 64)),
+        ("quay.io/a/b:1@sha256:" + "b" * 64, ImageRef("quay.io", "a/b", "1", "sha256:" + "b" * 64)),
+    ],
+)
+def test_references_normalise_like_docker(text: str, want: ImageRef) -> None:
+    assert parse_ref(text) == want
+
+
+def test_names_keep_the_upstream_host() -> None:
+    assert parse_ref("127.0.0.1:5001/team/app:1").name == "127.0.0.1_5001/team/app"
+    assert parse_ref("nvcr.io/nvidia/cuda").name == "nvcr.io/nvidia/cuda"
+    assert parse_ref("nvidia/cuda").name == "docker.io/nvidia/cuda"
+
+
+@pytest.mark.parametrize("bad", ["UPPER/case", "a/../b", "a//b", "x:bad tag", "a@sha256:short", "a/" + "b" * 300])
+def test_bad_references_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_ref(bad)
+
+
+def test_prefixless_aliases_only_when_unambiguous() -> None:
+    names = ["nvcr.io/nvidia/cuda", "docker.io/nvidia/cuda", "quay.io/calico/node", "docker.io/library/ubuntu"]
+    aliases = short_names(names)
+    assert "nvidia/cuda" not in aliases  # two upstreams collide: only full names are served
+    assert aliases["calico/node"] == "quay.io/calico/node"
+    assert aliases["library/ubuntu"] == "docker.io/library/ubuntu"
+
+
+def test_platform_selection() -> None:
+    amd = {"os": "linux", "architecture": "amd64"}
+    arm = {"os": "linux", "architecture": "arm64", "variant": "v8"}
+    assert platform_matches(["linux/amd64"], amd) and not platform_matches(["linux/amd64"], arm)
+    assert platform_matches(["linux/arm64"], arm) and platform_matches(["linux/arm64/v8"], arm)
+    assert not platform_matches(["linux/arm64/v7"], arm)
+    assert platform_matches(["all"], None) and not platform_matches(["linux/amd64"], None)
