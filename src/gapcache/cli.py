@@ -322,6 +322,26 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (default uvloop)")
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from .progress import make_progress
+    from .push import push
+    from .serve import ServeConfig, open_source
+
+    if not args.root and not args.archive:
+        args.root = str(DEFAULT_ROOT)
+    config = ServeConfig(root=Path(args.root) if args.root else None, archive=[Path(a) for a in args.archive])
+    lock, blobs, _ = open_source(config)
+    result = _run(push(lock, blobs, args.to, insecure=args.insecure, progress=make_progress(args.quiet)))
+    _err(
+        f"pushed {result.images} image(s) to {args.to}: {result.blobs_uploaded} blob(s) uploaded "
+        f"({human_bytes(result.bytes_uploaded)}), {result.blobs_skipped} already there, "
+        f"{result.blobs_mounted} cross-mounted, {result.manifests} manifest(s)"
+    )
+    for f in result.failures:
+        _err(f"  FAILED {f}")
+    return 1 if result.failures else 0
+
+
 # ---- parser ---------------------------------------------------------------------------------------
 
 
@@ -395,6 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("-q", "--quiet", action="store_true")
     _add_serve_options(mi)
     mi.set_defaults(func=cmd_mirrors)
+
+    pu = sub.add_parser("push", help="copy every image into an existing registry (digests preserved)")
+    pu.add_argument("--to", required=True, metavar="REGISTRY[/PREFIX]", help="e.g. harbor.local/mirror")
+    g = pu.add_mutually_exclusive_group()
+    g.add_argument("--root", metavar="DIR", help=f"a loaded root (default {DEFAULT_ROOT})")
+    g.add_argument("archive", nargs="*", default=[], help="or an uncompressed archive (its parts or .toc.json)")
+    pu.add_argument("--insecure", action="store_true", help="plain HTTP to the target registry")
+    pu.add_argument("-q", "--quiet", action="store_true")
+    pu.set_defaults(func=cmd_push)
     return p
 
 

@@ -166,3 +166,38 @@ def test_unselected_platform_and_hostile_names(tmp_path: Path, upstreams: Upstre
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+@pytest.mark.slow
+def test_push_into_another_registry_preserves_digests(tmp_path: Path, upstreams: Upstreams) -> None:
+    up = upstreams.plain
+    m = tmp_path / "m.yaml"
+    m.write_text(
+        f"format: 1\nplatforms: [all]\nimages:\n  - {up.host}/team/app:1\n  - {up.host}/team/other:2\n"
+        f"registries:\n  {up.host}: {{insecure: true}}\n"
+    )
+    gapcache("build", "-f", m, "-o", tmp_path / "p.tar", "--store", tmp_path / "store", check=True)
+    gapcache("load", tmp_path / "p.tar", "--root", tmp_path / "root", "-q", check=True)
+    with docker_registry(tmp_path / "target", ("pusher", "pw")) as target:
+        env = {"GAPCACHE_REGISTRY_AUTH": f"{target.host}=pusher:pw"}
+        res = gapcache(
+            "push", "--to", f"{target.host}/mirror", "--root", tmp_path / "root", "--insecure", "-q", env=env
+        )
+        assert res.returncode == 0, res.stderr
+        assert "blob(s) uploaded" in res.stderr and "0 already there" in res.stderr
+        upc = up.host.replace(":", "_")
+        for ref in ("team/app:1", "team/other:2"):
+            assert target.raw_manifest(f"mirror/{upc}/{ref}") == up.raw_manifest(ref)
+        arm = target.raw_manifest(f"mirror/{upc}/team/app@{upstreams.arm64_manifest}")
+        assert "sha256:" + hashlib.sha256(arm).hexdigest() == upstreams.arm64_manifest
+        # the shared base layer went up once and was cross-mounted into the other repository
+        assert "1 cross-mounted" in res.stderr
+        again = gapcache(
+            "push", "--to", f"{target.host}/mirror", "--root", tmp_path / "root", "--insecure", "-q", env=env
+        )
+        assert again.returncode == 0, again.stderr
+        assert "0 blob(s) uploaded (0 B)" in again.stderr
+        # straight from the archive file too
+        third = gapcache("push", "--to", f"{target.host}/copy2", str(tmp_path / "p.tar"), "--insecure", "-q", env=env)
+        assert third.returncode == 0, third.stderr
+        assert target.raw_manifest(f"copy2/{upc}/team/other:2") == up.raw_manifest("team/other:2")

@@ -83,8 +83,8 @@ class RegistryAuth:
     async def challenge(self, url: str, www_authenticate: str, session: aiohttp.ClientSession) -> bool:
         host = _host(url)
         scheme, _, rest = www_authenticate.partition(" ")
-        if scheme.lower() == "basic":
-            if host in self.credentials and host not in self.basic_hosts:
+        if scheme.lower() == "basic":  # callers retry once per request, so this cannot loop
+            if host in self.credentials:
                 self.basic_hosts.add(host)
                 return True
             return False
