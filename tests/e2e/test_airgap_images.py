@@ -201,3 +201,44 @@ def test_push_into_another_registry_preserves_digests(tmp_path: Path, upstreams:
         third = gapcache("push", "--to", f"{target.host}/copy2", str(tmp_path / "p.tar"), "--insecure", "-q", env=env)
         assert third.returncode == 0, third.stderr
         assert target.raw_manifest(f"copy2/{upc}/team/other:2") == up.raw_manifest("team/other:2")
+
+
+@pytest.mark.slow
+def test_bearer_token_registry(tmp_path: Path, upstreams: Upstreams) -> None:
+    """A registry that demands bearer tokens from a realm (like Docker Hub): anonymous pull tokens."""
+    from conftest import wait_for_file
+
+    portfile = tmp_path / "proxy.port"
+    proxy = subprocess.Popen(
+        [sys.executable, str(HERE.parent / "token_proxy.py"), str(upstreams.plain.port), str(portfile)]
+    )
+    try:
+        wait_for_file(portfile)
+        host = f"127.0.0.1:{portfile.read_text()}"
+        m = tmp_path / "m.yaml"
+        m.write_text(
+            f"format: 1\nplatforms: [all]\nimages:\n  - {host}/team/app:1\n  - {host}/team/other:2\n"
+            f"registries:\n  {host}: {{insecure: true}}\n"
+        )
+        res = gapcache("build", "-f", m, "-o", tmp_path / "t.tar", "--store", tmp_path / "store")
+        assert res.returncode == 0, res.stderr
+        lock = json.loads((tmp_path / "t.tar.lock.json").read_text())
+        digests = {
+            i["name"].rsplit("/", 2)[-2:][0] + "/" + i["name"].rsplit("/", 1)[-1]: i["resolved"]["digest"]
+            for i in lock["items"]
+        }
+        assert digests["team/app:1"] == upstreams.app_index
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{host}/_stats") as r:
+            stats = json.loads(r.read())
+        assert stats["issued"] >= 2 and stats["refused"] >= 2  # challenged, then served with tokens
+        # without a token endpoint answering, the error names the item and the 401
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"format: 1\nimages:\n  - {host}/team/nothing:1\nregistries:\n  {host}: {{insecure: true}}\n")
+        res = gapcache("build", "-f", bad, "-o", tmp_path / "b.tar", "--store", tmp_path / "store")
+        assert res.returncode == 1
+        assert "team/nothing:1" in res.stderr and "HTTP 404" in res.stderr
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
