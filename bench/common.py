@@ -95,11 +95,12 @@ def gapcache_serve(root: Path, workers: int = 1, *extra: str) -> Iterator[int]:
         log.close()
 
 
-def wrk(url: str, seconds: int = 10, threads: int = 2, conns: int = 32) -> float:
+def wrk(url: str, seconds: int = 10, threads: int = 2, conns: int = 32, headers: tuple[str, ...] = ()) -> float:
     """Requests per second from wrk (after a 1 s warm-up run)."""
-    subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True, check=True)
+    hdr = [x for h in headers for x in ("-H", h)]
+    subprocess.run(["wrk", "-t1", "-c4", "-d1s", *hdr, url], capture_output=True, check=True)
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", url], capture_output=True, text=True, check=True
+        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", *hdr, url], capture_output=True, text=True, check=True
     ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not m:

@@ -55,6 +55,15 @@ def _run(coro: Any) -> Any:
 # ---- build ----------------------------------------------------------------------------------------
 
 
+def _registry_auth(values: list[str]) -> Any:
+    from .kinds.image_auth import RegistryAuth, parse_auth_option
+
+    try:
+        return RegistryAuth(extra=dict(parse_auth_option(v) for v in values))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from .archive import read_head
     from .build import BuildOptions, build, plan
@@ -73,6 +82,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         sp = Path(args.since)
         since = read_head(sp).lock if sp.name.endswith((".tar", ".tar.zst")) else read_lock(sp)
     opts = BuildOptions(
+        auth=_registry_auth(args.registry_auth),
         store=Path(args.store) if args.store else default_store(),
         out=Path(args.output) if args.output else None,
         concurrency=args.concurrency,
@@ -331,7 +341,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         args.root = str(DEFAULT_ROOT)
     config = ServeConfig(root=Path(args.root) if args.root else None, archive=[Path(a) for a in args.archive])
     lock, blobs, _ = open_source(config)
-    result = _run(push(lock, blobs, args.to, insecure=args.insecure, progress=make_progress(args.quiet)))
+    auth = _registry_auth(args.registry_auth)
+    result = _run(push(lock, blobs, args.to, insecure=args.insecure, auth=auth, progress=make_progress(args.quiet)))
     _err(
         f"pushed {result.images} image(s) to {args.to}: {result.blobs_uploaded} blob(s) uploaded "
         f"({human_bytes(result.bytes_uploaded)}), {result.blobs_skipped} already there, "
@@ -372,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--since", metavar="OLD", help="differential: leave out blobs in OLD (a lock or archive)")
     b.add_argument("--compress", choices=["zstd"], help="compress the whole archive (multi-threaded zstd)")
     b.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    b.add_argument(
+        "--registry-auth",
+        action="append",
+        default=[],
+        metavar="HOST=USER:PASS",
+        help="registry credentials (also ~/.docker/config.json, $GAPCACHE_REGISTRY_AUTH)",
+    )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     b.set_defaults(func=cmd_build)
 
@@ -422,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--root", metavar="DIR", help=f"a loaded root (default {DEFAULT_ROOT})")
     g.add_argument("archive", nargs="*", default=[], help="or an uncompressed archive (its parts or .toc.json)")
     pu.add_argument("--insecure", action="store_true", help="plain HTTP to the target registry")
+    pu.add_argument(
+        "--registry-auth",
+        action="append",
+        default=[],
+        metavar="HOST=USER:PASS",
+        help="target credentials (also ~/.docker/config.json, $GAPCACHE_REGISTRY_AUTH)",
+    )
     pu.add_argument("-q", "--quiet", action="store_true")
     pu.set_defaults(func=cmd_push)
     return p

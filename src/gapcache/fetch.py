@@ -132,7 +132,7 @@ class Downloader:
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Future[FetchResult]] = {}
         self._shown: dict[str, int] = {}
-        self._challenged: dict[str, bool] = {}
+        self._challenged: dict[str, int] = {}
 
     # ---- the HTTP validators of unpinned URLs: an append-only journal in the store -------------
 
@@ -379,7 +379,7 @@ class Downloader:
                 raise
 
     async def _attempt(self, job: FetchJob, label: str, partial: Path) -> tuple[FetchResult, int]:
-        challenged = self._challenged.get(job.url, False)
+        challenged = self._challenged.get(job.url, 0) >= 3  # tokens expire: a few fresh ones per URL
         h = hashlib.sha256()
         offset = partial.stat().st_size if partial.exists() else 0
         if offset:
@@ -399,7 +399,7 @@ class Downloader:
         try:
             async with self.session.get(job.url, headers=headers) as resp:
                 if resp.status == 401:
-                    self._challenged[job.url] = True
+                    self._challenged[job.url] = self._challenged.get(job.url, 0) + 1
                     await self._answer_401(job.url, resp, challenged)
                 if resp.status == 304 and cached is not None:
                     return FetchResult(cached["digest"], cached["size"], 0), 0

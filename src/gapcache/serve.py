@@ -316,12 +316,12 @@ class Listener:
         self.misses = misses
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.method not in ("GET", "HEAD"):
-            return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="read-only mirror\n")
-        for handler in self.handlers:
+        for handler in self.handlers:  # a handler answers its protocol's way, or passes (None)
             resp: web.StreamResponse | None = await handler(request)
             if resp is not None:
                 return resp
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="read-only mirror\n")
         self.misses.record(self.name, request.raw_path, 404)
         return web.Response(status=404, text="404 not found\n")
 

@@ -198,7 +198,10 @@ def test_push_into_another_registry_preserves_digests(tmp_path: Path, upstreams:
         assert again.returncode == 0, again.stderr
         assert "0 blob(s) uploaded (0 B)" in again.stderr
         # straight from the archive file too
-        third = gapcache("push", "--to", f"{target.host}/copy2", str(tmp_path / "p.tar"), "--insecure", "-q", env=env)
+        third = gapcache(
+            "push", "--to", f"{target.host}/copy2", str(tmp_path / "p.tar"), "--insecure", "-q",
+            "--registry-auth", f"{target.host}=pusher:pw",
+        )  # fmt: skip
         assert third.returncode == 0, third.stderr
         assert target.raw_manifest(f"copy2/{upc}/team/other:2") == up.raw_manifest("team/other:2")
 
@@ -239,3 +242,31 @@ def test_bearer_token_registry(tmp_path: Path, upstreams: Upstreams) -> None:
     finally:
         proxy.terminate()
         proxy.wait(10)
+
+
+@pytest.mark.slow
+def test_push_to_the_mirror_is_refused(tmp_path: Path, upstreams: Upstreams) -> None:
+    up = upstreams.plain
+    m = tmp_path / "m.yaml"
+    m.write_text(f"format: 1\nimages:\n  - {up.host}/team/other:2\nregistries:\n  {up.host}: {{insecure: true}}\n")
+    gapcache("build", "-f", m, "-o", tmp_path / "a.tar", "--store", tmp_path / "store", check=True)
+    from conftest import free_port, wait_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "gapcache", "serve", "--archive", str(tmp_path / "a.tar"), "--bind", "127.0.0.1",
+           "--port", f"registry={port}", "--port", "files=0"]  # fmt: skip
+    with open(tmp_path / "serve.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_port(port)
+            oci = tmp_path / "oci"
+            write_image(oci, "x", {"linux/amd64": [layer({"x": b"x"})]})
+            res = subprocess.run(
+                ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{oci}:x", f"docker://127.0.0.1:{port}/new/img:1"],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            assert res.returncode != 0
+            assert "UNSUPPORTED" in res.stderr or "405" in res.stderr or "read-only" in res.stderr, res.stderr
+        finally:
+            proc.terminate()
+            proc.wait(10)

@@ -58,6 +58,8 @@ class FilesTree:
         return page
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        if request.method not in ("GET", "HEAD"):
+            return None
         path = request.path
         hit = self.files.get(path)
         if hit is not None:

@@ -34,6 +34,15 @@ def _scope(url: str) -> str | None:
     return f"repository:{m.group(1)}:pull" if m else None
 
 
+def parse_auth_option(value: str) -> tuple[str, tuple[str, str]]:
+    """``--registry-auth HOST=USER:PASSWORD``."""
+    host, sep, userpass = value.partition("=")
+    user, sep2, password = userpass.partition(":")
+    if not sep or not sep2 or not host or not user:
+        raise ValueError(f"--registry-auth {value!r}: expected HOST=USER:PASSWORD")
+    return host, (user, password)
+
+
 def load_credentials(env: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
     env = os.environ if env is None else env
     creds: dict[str, tuple[str, str]] = {}
@@ -58,8 +67,11 @@ def load_credentials(env: Mapping[str, str] | None = None) -> dict[str, tuple[st
 
 
 class RegistryAuth:
-    def __init__(self, credentials: dict[str, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self, credentials: dict[str, tuple[str, str]] | None = None, extra: dict[str, tuple[str, str]] | None = None
+    ) -> None:
         self.credentials = load_credentials() if credentials is None else credentials
+        self.credentials.update(extra or {})
         self.tokens: dict[tuple[str, str | None], tuple[str, float]] = {}
         self.basic_hosts: set[str] = set()
 

@@ -79,6 +79,8 @@ class Registry:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
         path = request.path
+        if request.method not in ("GET", "HEAD"):
+            return error(405, "UNSUPPORTED", "this mirror is read-only") if path.startswith("/v2/") else None
         if path in ("/v2/", "/v2"):
             return web.json_response({}, headers=API_HEADERS)
         if path == "/v2/_catalog":
