@@ -16,6 +16,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Debian's docker-registry package starts a registry service on :5000, the mirror's own port;
+# the tests run theirs on free ports, so the packaged service is not needed.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  echo "setup: stopping the packaged docker-registry service (it holds port 5000)"
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv

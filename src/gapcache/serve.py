@@ -33,7 +33,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from .archive import ArchiveReader, resolve_parts
-from .errors import GapcacheError, UsageError
+from .errors import EnvironmentProblem, GapcacheError, UsageError
 from .kinds import KINDS, Item
 from .lock import Lock
 from .root import Root
@@ -453,10 +453,17 @@ def serve(config: ServeConfig, on_ready: Callable[[dict[str, int]], None] | None
     if not listeners:
         raise UsageError("no listener to start (all disabled with --port NAME=0)")
     reuse = config.workers > 1
-    try:
-        sockets = {n: _listen_socket(config.bind, p, reuse) for n, p in listeners.items()}
-    except OSError as exc:
-        raise GapcacheError(f"cannot listen on {config.bind}: {exc.strerror}") from exc
+    sockets: dict[str, socket.socket] = {}
+    for name, port in listeners.items():
+        try:
+            sockets[name] = _listen_socket(config.bind, port, reuse)
+        except OSError as exc:
+            for s in sockets.values():
+                s.close()
+            raise EnvironmentProblem(
+                f"cannot listen on {config.bind}:{port} ({name}): {exc.strerror}; "
+                f"choose another port with --port {name}=N or disable it with --port {name}=0"
+            ) from exc
     bound = {n: s.getsockname()[1] for n, s in sockets.items()}
     _setup_logging(config)
     procs: list[multiprocessing.context.ForkProcess] = []
