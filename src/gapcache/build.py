@@ -12,7 +12,7 @@ from .archive import PackResult, lock_path_beside, pack
 from .errors import DiskFull, EnvironmentProblem, GapcacheError
 from .fetch import Auth, Downloader, FetchJob
 from .kinds import KINDS, Artifact, Item, ResolveContext
-from .kinds.base import ResolveFailure
+from .kinds.base import GENERATED, ResolveFailure
 from .lock import Lock
 from .manifest import Manifest
 from .progress import NullProgress, Progress
@@ -103,7 +103,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
             (a.digest or a.source): a.size or 0
             for i in items
             for a in i.artifacts
-            if not (a.digest and store.has(a.digest, a.size))
+            if a.source != GENERATED and not (a.digest and store.has(a.digest, a.size))
         }
         check_space(opts.store, sum(missing.values()))
         opts.progress.begin("fetch", sum(len(i.artifacts) for i in items), sum(missing.values()) or None)
@@ -116,7 +116,16 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         finally:
             opts.progress.end()
             await asyncio.to_thread(store.sync)  # what was fetched is durable before anything refers to it
-    result = BuildResult(items=fetched, failures=failures + fetch_failures, transferred=transferred)
+    publish_failures: list[Failure] = []
+    published: list[Item] = []
+    for kind in KINDS.values():
+        mine = [i for i in fetched if i.kind == kind.name]
+        try:
+            published += kind.publish(mine, store)
+        except GapcacheError as exc:
+            publish_failures.append(Failure(f"{kind.name} (generated metadata)", str(exc)))
+    fetched = published
+    result = BuildResult(items=fetched, failures=failures + fetch_failures + publish_failures, transferred=transferred)
     result.warnings = name_collisions(fetched)
     if not result.ok or opts.out is None:
         return result
@@ -158,6 +167,9 @@ async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], lis
         nonlocal transferred
         arts: list[Artifact] = []
         for art in item.artifacts:
+            if art.source == GENERATED:  # produced by the kind's publish step, not downloaded
+                arts.append(art)
+                continue
             job = FetchJob(art.source, art.digest, art.size, label=art.path)
             try:
                 res = await dl.fetch(job)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from .errors import FormatError, ManifestError
 from .kinds.file import FilesSection
 from .kinds.image import ImageEntry, RegistryConfig, coerce_images, validate_platforms
+from .kinds.python import PythonSection
 from .names import logical_path_error
 
 MANIFEST_FORMAT = 1
@@ -35,6 +36,7 @@ class Manifest(BaseModel):
     platforms: list[str] = ["linux/amd64"]
     images: list[ImageEntry] = []
     registries: dict[str, RegistryConfig] = {}
+    python: PythonSection | None = None
 
     @field_validator("images", mode="before")
     @classmethod

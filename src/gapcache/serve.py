@@ -393,6 +393,8 @@ async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], rea
     mirror = make_apps(config)
     runners = []
     for name, listener in mirror.listeners.items():
+        if name not in sockets:  # nothing of this kind in the lock
+            continue
         server = web.Server(
             listener,
             access_log=logging.getLogger(f"gapcache.access.{name}") if config.access_log else None,
@@ -440,18 +442,20 @@ def _setup_logging(config: ServeConfig) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def active_listeners(config: ServeConfig) -> dict[str, int]:
-    used = {k.listener for k in KINDS.values()}
+def active_listeners(config: ServeConfig, lock: Lock) -> dict[str, int]:
+    """The listeners to open: those whose content types are in the lock (and not disabled)."""
+    present = {i.kind for i in lock.items}
+    used = {k.listener for k in KINDS.values() if k.name in present}
     return {n: p for n, p in config.ports.items() if p and n in used}
 
 
 def serve(config: ServeConfig, on_ready: Callable[[dict[str, int]], None] | None = None) -> None:
     """Bind the listeners, start the workers, and serve until SIGINT/SIGTERM."""
-    make_apps(config)  # fail early (bad root, nothing loaded) before binding anything
+    mirror = make_apps(config)  # fail early (bad root, nothing loaded) before binding anything
     _raise_fd_limit()
-    listeners = active_listeners(config)
+    listeners = active_listeners(config, mirror.lock)
     if not listeners:
-        raise UsageError("no listener to start (all disabled with --port NAME=0)")
+        raise UsageError("nothing to serve: the lock has no content for the enabled listeners")
     reuse = config.workers > 1
     sockets: dict[str, socket.socket] = {}
     for name, port in listeners.items():

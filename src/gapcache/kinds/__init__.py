@@ -6,7 +6,8 @@ from __future__ import annotations
 from .base import Artifact, Item, Kind, ResolveContext
 from .file import FileKind
 from .image import ImageKind
+from .python import PythonKind
 
-KINDS: dict[str, Kind] = {k.name: k for k in (FileKind(), ImageKind())}
+KINDS: dict[str, Kind] = {k.name: k for k in (FileKind(), ImageKind(), PythonKind())}
 
 __all__ = ["KINDS", "Artifact", "Item", "Kind", "ResolveContext"]

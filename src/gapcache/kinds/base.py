@@ -20,10 +20,14 @@ if TYPE_CHECKING:
     from ..fetch import Downloader
     from ..manifest import Manifest
     from ..serve import BlobIndex, Handler
+    from ..store import Store
+
+
+GENERATED = "generated"  # the source of bytes gapcache produces on the connected side
 
 
 class Artifact(BaseModel):
-    """One blob an item needs: where it comes from and where it is served."""
+    """One blob an item needs: where it comes from (a URL, or ``generated``) and where it is served."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -90,6 +94,11 @@ class Kind(Protocol):
     listener: str
 
     async def resolve(self, manifest: Manifest, ctx: ResolveContext) -> list[Item]: ...
+
+    def publish(self, items: list[Item], store: Store) -> list[Item]:
+        """After fetch: generate the bytes this kind serves beyond what it fetched (stored as blobs
+        with ``source: generated``) and return the items with those artifacts added."""
+        ...
 
     def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
         """A request handler for this kind's part of its listener: a response, or None if the

@@ -21,6 +21,7 @@ from .base import Artifact, Item, ResolveContext, ResolveFailure
 if TYPE_CHECKING:
     from ..manifest import Manifest
     from ..serve import BlobIndex, Handler
+    from ..store import Store
 
 PREFIX = "files/"
 
@@ -110,6 +111,9 @@ class FileKind:
                 unique.append(e)
         results = await asyncio.gather(*(one(e) for e in unique))
         return [r for r in results if r is not None]
+
+    def publish(self, items: list[Item], store: Store) -> list[Item]:
+        return items  # serves exactly what it fetched
 
     def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
         from .file_serve import FilesTree

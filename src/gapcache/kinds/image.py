@@ -35,6 +35,7 @@ from .base import Artifact, Item, ResolveContext, ResolveFailure
 if TYPE_CHECKING:
     from ..manifest import Manifest
     from ..serve import BlobIndex, Handler
+    from ..store import Store
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -201,6 +202,9 @@ class ImageKind:
 
         results = await asyncio.gather(*(one(e) for e in manifest.images))
         return [r for r in results if r is not None]
+
+    def publish(self, items: list[Item], store: Store) -> list[Item]:
+        return items  # serves exactly what it fetched
 
     def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
         from .image_serve import Registry
