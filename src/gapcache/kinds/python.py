@@ -283,6 +283,9 @@ async def compile_target(
     cmd = [
         uv_binary(), "pip", "compile", str(infile), "--no-config", "--no-header", "--no-annotate", "--quiet",
         "--index-url", index, "--python-version", target.python, "--python-platform", target.uv_platform(),
+        # the target Python need not exist here: uv resolves for --python-version; this interpreter only
+        # runs sdist builds, and uv must not go looking for (or downloading) another one
+        "--python", sys.executable, "--no-python-downloads",
     ]  # fmt: skip
     if section.sdists == "never":
         cmd += ["--only-binary", ":all:"]
