@@ -1,14 +1,16 @@
 """Write the built-in example manifest from sources this machine can reach.
 
 The URLs and sha256 digests come from apt's configured sources (``apt-get download
---print-uris``), so the example needs no hard-coded host and works behind any apt mirror.
-It grows as content types land.
+--print-uris``), so the example needs no hard-coded host and works behind any apt mirror; the
+Python packages resolve against the index pip on this host is configured with, for this host's
+Python and CPU and for an aarch64 node. It grows as content types land.
 
     python scripts/example_manifest.py OUT.yaml
 """
 
 from __future__ import annotations
 
+import platform
 import shlex
 import subprocess
 import sys
@@ -48,6 +50,15 @@ def main() -> None:
         lines.append(f"  - url: {f['url']}")
         if "sha256" in f:
             lines.append(f"    sha256: {f['sha256']}")
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    arch = platform.machine()
+    lines += [
+        "python:",
+        "  requirements: [requests]",
+        "  targets:",
+        f"    - {{python: '{py}', platform: manylinux_2_28_{arch}}}   # this host",
+        "    - {python: '3.10', platform: manylinux_2_28_aarch64}   # an Ubuntu 22.04 Grace node",
+    ]
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines) + "\n")
     print(f"wrote {target} ({len(files)} files)")

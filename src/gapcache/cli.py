@@ -265,39 +265,54 @@ def _serve_config(args: argparse.Namespace) -> Any:
     )
 
 
-def _example_file(config: Any) -> str | None:
-    """A file path from the served lock, for the "try:" hint."""
-    from .serve import open_source
+def client_hints(bound: dict[str, int], host: str, lock: Any) -> list[str]:
+    """Commands to try against the mirrors just started, from what the lock holds."""
+    from urllib.parse import quote
+
+    lines = []
+    files = [a.path[len("files/") :] for a in lock.artifacts() if a.path.startswith("files/")] if lock else []
+    if "files" in bound:
+        base = f"http://{host}:{bound['files']}"
+        lines.append(f"curl -s {base}/ | head")
+        if files:
+            lines.append(f"curl -fO {base}/{quote(files[0])} && sha256sum {files[0].rsplit('/', 1)[-1]}")
+        lines.append(f"wget -r -np -nH {base}/")
+    images = [i for i in lock.items if i.kind == "image"] if lock else []
+    if "registry" in bound and images:
+        first = images[0]
+        ref = f"{host}:{bound['registry']}/{first.resolved['name']}:{first.resolved.get('tag', 'latest')}"
+        lines.append(f"skopeo inspect --tls-verify=false docker://{ref}")
+        lines.append(f"podman pull --tls-verify=false {ref}")
+    projects = [i for i in lock.items if i.kind == "python"] if lock else []
+    if "pypi" in bound and projects:
+        idx = f"http://{host}:{bound['pypi']}/simple/"
+        lines.append(f"pip install --index-url {idx} --trusted-host {host} {projects[0].resolved['project']}")
+        lines.append(f"uv pip install --index-url {idx} {projects[0].resolved['project']}")
+        lines.append(f"pip.conf: [global] index-url = {idx}  trusted-host = {host}")
+    return lines
+
+
+def _run_server(config: Any) -> int:
+    from urllib.parse import urlsplit
+
+    from .serve import open_source, serve
 
     try:
         lock = open_source(config)[0]
     except GapcacheError:
-        return None
-    for a in lock.artifacts():
-        if a.path.startswith("files/"):
-            return str(a.path[len("files/") :])
-    return None
-
-
-def _run_server(config: Any) -> int:
-    from urllib.parse import quote
-
-    from .serve import serve
-
-    example = _example_file(config)
+        lock = None  # serve() reports the problem itself
 
     def ready(bound: dict[str, int]) -> None:
-        host = config.public_url or ("127.0.0.1" if config.bind in ("0.0.0.0", "::") else config.bind)
+        public = config.public_url or ""
+        host = (urlsplit(public).hostname if "://" in public else public) or (
+            "127.0.0.1" if config.bind in ("0.0.0.0", "::") else config.bind
+        )
         _err(f"gapcache {__version__}: serving ({config.workers} worker(s)); Ctrl-C to stop")
         for name, port in bound.items():
-            base = host if host.startswith("http") else f"http://{host}:{port}"
-            _err(f"  {name:9} {base}/")
-        if "files" in bound:
-            _err(f"  try: curl -s http://{host}:{bound['files']}/ | head")
-            if example:
-                name = example.rsplit("/", 1)[-1]
-                _err(f"       curl -fO http://{host}:{bound['files']}/{quote(example)} && sha256sum {name}")
-                _err(f"       wget -r -np -nH http://{host}:{bound['files']}/")
+            _err(f"  {name:9} http://{host}:{port}/")
+        hints = client_hints(bound, host, lock)
+        for i, line in enumerate(hints):
+            _err(f"  {'try:' if i == 0 else '    '} {line}")
 
     serve(config, ready)
     return 0
