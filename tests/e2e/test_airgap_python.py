@@ -105,3 +105,16 @@ def test_pip_and_uv_install_inside_an_air_gap(built: tuple[Path, dict[str, objec
     page = (out / "markupsafe.html").read_text()
     assert 'data-core-metadata="sha256=' in page and "#sha256=" in page and "data-requires-python" in page
     assert (out / "redirect.txt").read_text().startswith("301 ")
+
+
+@pytest.mark.slow
+def test_unsatisfiable_for_one_target_names_the_target(tmp_path: Path) -> None:
+    m = tmp_path / "py.yaml"
+    m.write_text(
+        "format: 1\npython:\n  requirements: ['numpy==1.21.0']\n  sdists: never\n  targets:\n"
+        "    - {python: '3.12', platform: manylinux_2_28_x86_64}\n"
+    )
+    res = gapcache("build", "-f", m, "-o", tmp_path / "x.tar", "--store", tmp_path / "store", timeout=300)
+    assert res.returncode == 1
+    assert "cp312-manylinux_2_28_x86_64" in res.stderr and "numpy" in res.stderr
+    assert not (tmp_path / "x.tar").exists()

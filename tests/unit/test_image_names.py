@@ -51,3 +51,47 @@ def test_platform_selection() -> None:
     assert platform_matches(["linux/arm64"], arm) and platform_matches(["linux/arm64/v8"], arm)
     assert not platform_matches(["linux/arm64/v7"], arm)
     assert platform_matches(["all"], None) and not platform_matches(["linux/amd64"], None)
+
+
+def test_docker_hub_api_host() -> None:
+    assert parse_ref("ubuntu").api_host == "registry-1.docker.io"
+    assert parse_ref("nvcr.io/nvidia/cuda").api_host == "nvcr.io"
+
+
+def test_tags_and_catalog_pagination() -> None:
+    import asyncio
+    import json
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from gapcache.kinds.base import Artifact, Item
+    from gapcache.kinds.image_serve import Registry
+    from gapcache.serve import BlobIndex
+
+    digest = "sha256:" + "1" * 64
+    items = [
+        Item(kind="image", name=f"docker.io/library/app:{t}", request={},
+             resolved={"name": "docker.io/library/app", "tag": t, "digest": digest},
+             artifacts=[Artifact(path=f"images/docker.io/library/app/manifests/{digest}", source="x", digest=digest,
+                                 size=2, media_type="application/vnd.oci.image.manifest.v1+json")])
+        for t in ("1", "2", "3")
+    ]  # fmt: skip
+    reg = Registry(items, BlobIndex({}, 0))
+
+    def get(path: str) -> tuple[int, dict[str, object], str]:
+        resp = asyncio.run(reg.handle(make_mocked_request("GET", path)))
+        assert resp is not None
+        body = resp.body  # type: ignore[attr-defined]
+        return resp.status, json.loads(body), resp.headers.get("Link", "")
+
+    status, body, link = get("/v2/docker.io/library/app/tags/list?n=2")
+    assert status == 200 and body == {"name": "docker.io/library/app", "tags": ["1", "2"]}
+    assert link == '</v2/docker.io/library/app/tags/list?n=2&last=2>; rel="next"'
+    status, body, link = get("/v2/docker.io/library/app/tags/list?n=2&last=2")
+    assert body["tags"] == ["3"] and link == ""
+    status, body, _ = get("/v2/library/app/tags/list?ns=docker.io")
+    assert status == 200 and body["tags"] == ["1", "2", "3"]
+    status, body, _ = get("/v2/_catalog?n=1")
+    assert body == {"repositories": ["docker.io/library/app"]}
+    status, body, _ = get("/v2/docker.io/library/app/tags/list?n=x")
+    assert status == 400
