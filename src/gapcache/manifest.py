@@ -22,6 +22,7 @@ from .errors import FormatError, ManifestError
 from .kinds.file import FilesSection
 from .kinds.image import ImageEntry, RegistryConfig, coerce_images, validate_platforms
 from .kinds.python import PythonSection
+from .kinds.rpm import YumRepo
 from .names import logical_path_error
 
 MANIFEST_FORMAT = 1
@@ -37,6 +38,7 @@ class Manifest(BaseModel):
     images: list[ImageEntry] = []
     registries: dict[str, RegistryConfig] = {}
     python: PythonSection | None = None
+    yum: list[YumRepo] = []
 
     @field_validator("images", mode="before")
     @classmethod

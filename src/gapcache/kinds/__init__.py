@@ -7,7 +7,8 @@ from .base import Artifact, Item, Kind, ResolveContext
 from .file import FileKind
 from .image import ImageKind
 from .python import PythonKind
+from .rpm import RpmKind
 
-KINDS: dict[str, Kind] = {k.name: k for k in (FileKind(), ImageKind(), PythonKind())}
+KINDS: dict[str, Kind] = {k.name: k for k in (FileKind(), ImageKind(), PythonKind(), RpmKind())}
 
 __all__ = ["KINDS", "Artifact", "Item", "Kind", "ResolveContext"]

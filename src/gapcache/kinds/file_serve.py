@@ -26,19 +26,21 @@ class _Dir:
 
 
 class FilesTree:
-    def __init__(self, items: list[Item], blobs: BlobIndex) -> None:
+    """A browsable tree of the artifacts under ``prefix`` (files/, yum/, …), served at ``/``."""
+
+    def __init__(self, items: list[Item], blobs: BlobIndex, prefix: str = PREFIX) -> None:
         self.blobs = blobs
         self.files: dict[str, tuple[BlobLoc, str]] = {}
         self.dirs: dict[str, _Dir] = {"/": _Dir()}
         self._rendered: dict[str, bytes] = {}
         for item in items:
             for art in item.artifacts:
-                if not art.path.startswith(PREFIX):
+                if not art.path.startswith(prefix):
                     continue
                 loc = blobs.get(art.digest)
                 if loc is None:
                     continue
-                url = "/" + art.path[len(PREFIX) :]
+                url = "/" + art.path[len(prefix) :]
                 self.files[url] = (loc, art.media_type)
                 parent, _, name = url.rpartition("/")
                 self._add_dir(parent + "/").files[name] = loc.size

@@ -1,0 +1,36 @@
+"""The yum mirror (listener ``repos``, port 8001): ``/<repoid>/…`` trees (the seed's layout),
+``/<repoid>.repo`` with the mirror's address, and ``/gpgkeys/<name>``.
+
+The ``.repo`` file keeps ``gpgcheck=1`` and ``repo_gpgcheck=1`` and lists the upstream's keys and,
+for a subset, the site key that signed its new repodata — the seed's ``gpgcheck=0`` is not repeated.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..serve import BlobIndex
+from .base import Item
+from .file_serve import FilesTree
+
+
+class YumRepos:
+    def __init__(self, items: list[Item], blobs: BlobIndex) -> None:
+        self.tree = FilesTree(items, blobs, prefix="yum/")
+        self.repos = {str(i.resolved["id"]): list(i.resolved.get("keys", [])) for i in items}
+
+    def repo_file(self, repo_id: str, base: str) -> str:
+        keys = " ".join(f"{base}/gpgkeys/{k}" for k in self.repos[repo_id])
+        return (
+            f"[{repo_id}]\nname={repo_id} (gapcache mirror)\nbaseurl={base}/{repo_id}/\nenabled=1\n"
+            f"gpgcheck=1\nrepo_gpgcheck=1\ngpgkey={keys}\n"
+        )
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        if request.method not in ("GET", "HEAD"):
+            return None
+        path = request.path
+        if path.endswith(".repo") and path.count("/") == 1 and path[1:-5] in self.repos:
+            base = f"http://{request.host}"  # the address the client used to reach the mirror
+            return web.Response(text=self.repo_file(path[1:-5], base), content_type="text/plain")
+        return await self.tree.handle(request)

@@ -1,0 +1,106 @@
+"""yum/dnf end to end: a signed repo built by the tests (rpmbuild, rpmsign, createrepo_c) served on
+127.0.0.1; full and dependency-closed subset mirrors; dnf with gpgcheck inside `unshare -n`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import UpstreamHandle, gapcache
+from rpmrepo import build_repo
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def yum_upstream(upstream_server: UpstreamHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("rpm")
+    repo, pub = build_repo(work)
+    dest = upstream_server.root / "el9"
+    shutil.copytree(repo, dest, dirs_exist_ok=True)
+    (dest / "RPM-GPG-KEY-test").write_bytes(pub)
+    yield f"{upstream_server.base}/el9"
+
+
+def manifest(path: Path, base: str) -> Path:
+    path.write_text(
+        "format: 1\nyum:\n"
+        f"  - id: test-full\n    baseurl: {base}/\n    gpgkey: [{base}/RPM-GPG-KEY-test]\n"
+        f"  - id: test-sub\n    baseurl: {base}/\n    gpgkey: [{base}/RPM-GPG-KEY-test]\n"
+        "    mode: packages\n    packages: [pa]\n"
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_subset_and_full_mirror_with_dnf_inside_an_air_gap(tmp_path: Path, yum_upstream: str) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}  # the site signing key lives here
+    m = manifest(tmp_path / "yum.yaml", yum_upstream)
+    res = gapcache("build", "-f", m, "-o", tmp_path / "yum.tar", "--store", tmp_path / "store", env=env)
+    assert res.returncode == 0, res.stderr
+    lock = json.loads((tmp_path / "yum.tar.lock.json").read_text())
+    sub = next(i for i in lock["items"] if i["name"] == "test-sub")
+    assert sub["resolved"]["packages"] == ["pa-2.0-1.x86_64", "pb-1.0-1.x86_64", "pc-1.0-1.noarch"]  # closure, newest
+    assert "gapcache-site.pub" in sub["resolved"]["keys"]
+    # the site's private key stays on the connected side: only the public key is in the archive
+    assert not any("private" in a["path"] or a["path"].endswith(".key") for i in lock["items"] for a in i["artifacts"])
+    out = tmp_path / "offline"
+    out.mkdir()
+    cmd = ["unshare", "-n", "bash", str(HERE / "airgap_yum.sh"), sys.executable, str(tmp_path / "yum.tar"),
+           str(tmp_path / "root"), str(out)]  # fmt: skip
+    res2 = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    logs = "".join(p.read_text() for p in out.glob("*.log"))
+    assert res2.returncode == 0, res2.stdout + res2.stderr + logs
+    assert (out / "route.txt").read_text() == ""
+    installed = [x for x in (out / "installed.txt").read_text().split() if not x.startswith("gpg-pubkey")]
+    assert installed == ["pa-2.0", "pb-1.0", "pc-1.0"]  # A and its closure, nothing else
+    repo_file = (out / "repos.d/test-sub.repo").read_text()
+    assert "gpgcheck=1" in repo_file and "repo_gpgcheck=1" in repo_file and "gapcache-site.pub" in repo_file
+    # reposync of the full mirror reproduces the upstream repository
+    synced = out / "sync/test-full"
+    full = next(i for i in lock["items"] if i["name"] == "test-full")
+    for a in full["artifacts"]:
+        if a["path"].endswith(".rpm"):
+            got = synced / a["path"].split("test-full/", 1)[1]
+            assert got.is_file(), a["path"]
+            assert "sha256:" + hashlib.sha256(got.read_bytes()).hexdigest() == a["digest"]
+    assert (synced / "repodata/repomd.xml").is_file()
+
+
+@pytest.mark.slow
+def test_tampered_package_or_signature_fails_the_build(
+    tmp_path: Path, yum_upstream: str, upstream_server: UpstreamHandle
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    m = manifest(tmp_path / "yum.yaml", yum_upstream)
+    root = upstream_server.root / "el9"
+    pkg = root / "Packages/pd-1.0-1.x86_64.rpm"
+    original = pkg.read_bytes()
+    pkg.write_bytes(original[:-10] + b"X" * 10)
+    try:
+        res = gapcache("build", "-f", m, "-o", tmp_path / "t.tar", "--store", tmp_path / "s1", env=env)
+        assert res.returncode == 1
+        assert "pd-1.0-1.x86_64.rpm" in res.stderr and "digest mismatch" in res.stderr
+        assert not (tmp_path / "t.tar").exists()
+    finally:
+        pkg.write_bytes(original)
+    sig = root / "repodata/repomd.xml.asc"
+    original_sig = sig.read_bytes()
+    repomd = root / "repodata/repomd.xml"
+    original_md = repomd.read_bytes()
+    repomd.write_bytes(original_md.replace(b"<revision>", b"<revision>1"))
+    try:
+        res = gapcache("build", "-f", m, "-o", tmp_path / "u.tar", "--store", tmp_path / "s2", env=env)
+        assert res.returncode == 1
+        assert "bad signature" in res.stderr and "repomd.xml" in res.stderr
+    finally:
+        repomd.write_bytes(original_md)
+        sig.write_bytes(original_sig)
