@@ -3,17 +3,9 @@
 # the real clients. Usage: airgap.sh PYTHON ARCHIVE ROOT OUT PATHS_FILE
 set -euo pipefail
 PY=$1 ARCHIVE=$2 ROOT=$3 OUT=$4 PATHS=$5
-ip link set lo up
-ip route > "$OUT/route.txt"            # must be empty: no way out of this namespace
+source "$(dirname "$0")/airgap_lib.sh"
+start_mirrors "$PY" "$ARCHIVE" "$ROOT" "$OUT" http://127.0.0.1:8004/
 ip -4 addr show scope global > "$OUT/global-addrs.txt"
-"$PY" -m gapcache mirrors "$ARCHIVE" --root "$ROOT" --bind 127.0.0.1 -q > "$OUT/serve.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 200); do
-  curl -sf -o /dev/null http://127.0.0.1:8004/ && break
-  kill -0 $SERVER 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
-  sleep 0.05
-done
 mkdir -p "$OUT/curl" "$OUT/wget"
 n=0
 while IFS= read -r path; do

@@ -5,16 +5,8 @@ set -euo pipefail
 PY=$1 ARCHIVE=$2 ROOT=$3 OUT=$4 UP=$5 AUP=$6
 UPC=${UP/:/_} AUPC=${AUP/:/_}
 M=127.0.0.1:5000
-ip link set lo up
-ip route > "$OUT/route.txt"
-"$PY" -m gapcache mirrors "$ARCHIVE" --root "$ROOT" --bind 127.0.0.1 -q > "$OUT/serve.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 200); do
-  curl -sf -o /dev/null http://$M/v2/ && break
-  kill -0 $SERVER 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
-  sleep 0.05
-done
+source "$(dirname "$0")/airgap_lib.sh"
+start_mirrors "$PY" "$ARCHIVE" "$ROOT" "$OUT" http://$M/v2/
 curl -s -D "$OUT/v2.headers" -o /dev/null http://$M/v2/
 sk() { skopeo "$@"; }
 sk inspect --raw --tls-verify=false "docker://$M/$UPC/team/app:1" > "$OUT/app-by-tag.json"
@@ -30,7 +22,7 @@ curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.ind
   "http://$M/v2/team/app/manifests/1?ns=$UP" > "$OUT/ns-status.txt"
 # podman: by full name, by prefix-less name, and through a registries.conf mirror of the upstream
 PM=$(mktemp -d /tmp/gcpm.XXXXXX)  # podman refuses a runroot longer than 50 characters
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true; rm -rf "$PM"' EXIT
+cleanup() { rm -rf "$PM"; }
 P="podman --root $PM/root --runroot $PM/run --storage-driver vfs"
 $P pull -q --tls-verify=false "$M/$UPC/team/app:1" > "$OUT/podman-full.txt"
 $P pull -q --tls-verify=false "$M/team/other:2" > "$OUT/podman-short.txt"

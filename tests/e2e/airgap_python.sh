@@ -6,16 +6,8 @@ PY=$1 UV=$2 ARCHIVE=$3 ROOT=$4 OUT=$5 HASHED=$6
 export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 unset PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_CONSTRAINT || true
 IDX=http://127.0.0.1:8003/simple/
-ip link set lo up
-ip route > "$OUT/route.txt"
-"$PY" -m gapcache mirrors "$ARCHIVE" --root "$ROOT" --bind 127.0.0.1 -q > "$OUT/serve.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 200); do
-  curl -sf -o /dev/null $IDX && break
-  kill -0 $SERVER 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
-  sleep 0.05
-done
+source "$(dirname "$0")/airgap_lib.sh"
+start_mirrors "$PY" "$ARCHIVE" "$ROOT" "$OUT" $IDX
 curl -s -H 'Accept: application/vnd.pypi.simple.v1+json' ${IDX}requests/ > "$OUT/requests.json"
 curl -s ${IDX}markupsafe/ > "$OUT/markupsafe.html"
 curl -s -o /dev/null -w '%{http_code} %{redirect_url}' ${IDX}MarkupSafe/ > "$OUT/redirect.txt"

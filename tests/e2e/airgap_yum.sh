@@ -4,16 +4,8 @@
 set -euo pipefail
 PY=$1 ARCHIVE=$2 ROOT=$3 OUT=$4
 M=http://127.0.0.1:8001
-ip link set lo up
-ip route > "$OUT/route.txt"
-"$PY" -m gapcache mirrors "$ARCHIVE" --root "$ROOT" --bind 127.0.0.1 -q > "$OUT/serve.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 200); do
-  curl -sf -o /dev/null $M/ && break
-  kill -0 $SERVER 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
-  sleep 0.05
-done
+source "$(dirname "$0")/airgap_lib.sh"
+start_mirrors "$PY" "$ARCHIVE" "$ROOT" "$OUT" $M/
 mkdir -p "$OUT/repos.d" "$OUT/installroot" "$OUT/sync"
 curl -sf $M/test-sub.repo -o "$OUT/repos.d/test-sub.repo"
 curl -sf $M/test-full.repo -o "$OUT/test-full.repo"
