@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import PY, REPO, free_port, need, table, wait_port, wrk
+from common import PY, REPO, gapcache_serve, need, table, wrk
 
 sys.path.insert(0, str(REPO / "tests"))
 from registry import docker_registry, layer, write_image
@@ -87,40 +87,29 @@ def main() -> None:
                         "--store", str(work / "st0"), "-q"], check=True, stderr=subprocess.DEVNULL)  # fmt: skip
         subprocess.run([PY, "-m", "gapcache", "load", str(work / "s.tar"), "--root", str(work / "root"), "-q"],
                        check=True, stderr=subprocess.DEVNULL)  # fmt: skip
-        port = free_port()
-        log = open(work / "serve.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [PY, "-m", "gapcache", "serve", "--root", str(work / "root"), "--bind", "127.0.0.1", "--port",
-             f"registry={port}", "--port", "files=0", "--no-access-log"], stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_port(port)
-            import hashlib
+        import hashlib
 
-            big_digest = "sha256:" + hashlib.sha256(big).hexdigest()
-            hc = reg.host.replace(":", "_")
+        big_digest = "sha256:" + hashlib.sha256(big).hexdigest()
+        hc = reg.host.replace(":", "_")
+        ref = {
+            "blob": f"http://{reg.host}/v2/bench/big/blobs/{big_digest}",
+            "manifest": f"http://{reg.host}/v2/bench/app0/manifests/1",
+        }
+
+        def rate(url: str) -> float:
+            out = subprocess.run(["curl", "-sL", "-o", "/dev/null", "-w", "%{speed_download}", url],
+                                 check=True, capture_output=True, text=True).stdout  # fmt: skip
+            return float(out)
+
+        accept = ("Accept: application/vnd.oci.image.manifest.v1+json",)
+        with gapcache_serve(work / "root", listener="registry") as port:
             ours = {
                 "blob": f"http://127.0.0.1:{port}/v2/{hc}/bench/big/blobs/{big_digest}",
                 "manifest": f"http://127.0.0.1:{port}/v2/{hc}/bench/app0/manifests/1",
             }
-            ref = {
-                "blob": f"http://{reg.host}/v2/bench/big/blobs/{big_digest}",
-                "manifest": f"http://{reg.host}/v2/bench/app0/manifests/1",
-            }
-
-            def rate(url: str) -> float:
-                out = subprocess.run(["curl", "-sL", "-o", "/dev/null", "-w", "%{speed_download}", url],
-                                     check=True, capture_output=True, text=True).stdout  # fmt: skip
-                return float(out)
-
             rate(ours["blob"])
             ob, rb = max(rate(ours["blob"]) for _ in range(3)), max(rate(ref["blob"]) for _ in range(3))
-            accept = ("Accept: application/vnd.oci.image.manifest.v1+json",)
             om, rm = wrk(ours["manifest"], 10, headers=accept), wrk(ref["manifest"], 10, headers=accept)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            log.close()
         mib = 1 << 20
         rows.append(("200 MiB layer blob GET (curl, best of 3)", f"{ob / mib:.0f} MiB/s",
                      f"docker-registry {rb / mib:.0f} MiB/s", f"{ob / rb:.2f}x"))  # fmt: skip

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 
-from common import PY, REPO, free_port, need, nginx, table, wait_port, wrk
+from common import PY, REPO, free_port, gapcache_serve, need, nginx, table, wait_port, wrk
 
 TARGETS = [("3.10", "manylinux_2_28_x86_64"), ("3.11", "manylinux_2_28_x86_64"), ("3.10", "manylinux_2_28_aarch64")]
 REQS = ["requests", "numpy"]
@@ -92,20 +92,9 @@ def main() -> None:
     # ---- serve -------------------------------------------------------------------------------
     subprocess.run([PY, "-m", "gapcache", "load", str(work / "p.tar"), "--root", str(work / "root"), "-q"], check=True,
                    stderr=subprocess.DEVNULL)  # fmt: skip
-    port = free_port()
-    log = open(work / "serve.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [PY, "-m", "gapcache", "serve", "--root", str(work / "root"), "--bind", "127.0.0.1", "--port", f"pypi={port}",
-         "--no-access-log"], stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_port(port)
+    with gapcache_serve(work / "root", listener="pypi") as port:
         ours = wrk(f"http://127.0.0.1:{port}/simple/requests/", 10)
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/simple/requests/").read()
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
     pre = work / "prerendered/simple/requests"
     pre.mkdir(parents=True)
     (pre / "index.html").write_bytes(page)

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 
-from common import PY, REPO, free_port, need, nginx, table, wait_port, wrk
+from common import PY, REPO, gapcache_serve, need, nginx, table, wrk
 
 SPEC = """Name: bench{i:04d}
 Version: 1.0
@@ -82,17 +82,8 @@ def main() -> None:
         ng = wrk(f"{base}repodata/repomd.xml", 10)
     subprocess.run([PY, "-m", "gapcache", "load", str(work / "y.tar"), "--root", str(work / "root"), "-q"], check=True,
                    stderr=subprocess.DEVNULL)  # fmt: skip
-    sport = free_port()
-    log = open(work / "serve.log", "w")  # noqa: SIM115
-    cmd = [PY, "-m", "gapcache", "serve", "--root", str(work / "root"), "--bind", "127.0.0.1"]
-    proc = subprocess.Popen([*cmd, "--port", f"repos={sport}", "--no-access-log"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_port(sport)
+    with gapcache_serve(work / "root", listener="repos") as sport:
         ours = wrk(f"http://127.0.0.1:{sport}/bench/repodata/repomd.xml", 10)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
     rows.append(
         ("repodata/repomd.xml (wrk -t2 -c32)", f"{ours:.0f} req/s", f"nginx {ng:.0f} req/s", f"{ours / ng:.2f}x")
     )

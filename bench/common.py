@@ -79,12 +79,12 @@ http {{
 
 
 @contextlib.contextmanager
-def gapcache_serve(root: Path, workers: int = 1, *extra: str) -> Iterator[int]:
+def gapcache_serve(root: Path, workers: int = 1, listener: str = "files") -> Iterator[int]:
+    """``gapcache serve`` of ROOT with one listener on a free port (no access log); yields the port."""
     port = free_port()
     log = open(root.parent / "gapcache-serve.log", "a")  # noqa: SIM115
-    cmd = [PY, "-m", "gapcache", "serve", "--root", str(root), "--bind", "127.0.0.1", "--port", f"files={port}"]
-    cmd += ["--port", "registry=0"]
-    cmd += ["--workers", str(workers), "--no-access-log", *extra]
+    cmd = [PY, "-m", "gapcache", "serve", "--root", str(root), "--bind", "127.0.0.1", "--port", f"{listener}={port}"]
+    cmd += ["--workers", str(workers), "--no-access-log"]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_port(port)
