@@ -32,6 +32,28 @@ PACKAGES = [
 ]
 
 
+COMPS = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE comps PUBLIC "-//Red Hat, Inc.//DTD Comps info//EN" "comps.dtd">
+<comps>
+  <group>
+    <id>gapcache-test</id>
+    <name>gapcache test</name>
+    <default>true</default>
+    <uservisible>true</uservisible>
+    <packagelist>
+      <packagereq type="mandatory">pa</packagereq>
+      <packagereq type="default">pd</packagereq>
+    </packagelist>
+  </group>
+  <group>
+    <id>only-d</id>
+    <name>only d</name>
+    <packagelist><packagereq type="mandatory">pd</packagereq></packagelist>
+  </group>
+</comps>
+"""
+
+
 def gpg_key(home: Path) -> bytes:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
@@ -61,7 +83,9 @@ def build_repo(work: Path) -> tuple[Path, bytes]:
                     *map(str, rpms)], check=True, capture_output=True, env=env)  # fmt: skip
     for r in rpms:
         (repo / "Packages" / r.name).write_bytes(r.read_bytes())
-    subprocess.run(["createrepo_c", "--quiet", str(repo)], check=True, capture_output=True)
+    comps = work / "comps.xml"
+    comps.write_text(COMPS)
+    subprocess.run(["createrepo_c", "--quiet", "--groupfile", str(comps), str(repo)], check=True, capture_output=True)
     subprocess.run(["gpg", "--batch", "--detach-sign", "--armor", str(repo / "repodata/repomd.xml")], check=True,
                    capture_output=True, env=env)  # fmt: skip
     return repo, pub

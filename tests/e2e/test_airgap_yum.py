@@ -104,3 +104,31 @@ def test_tampered_package_or_signature_fails_the_build(
     finally:
         repomd.write_bytes(original_md)
         sig.write_bytes(original_sig)
+
+
+@pytest.mark.slow
+def test_mirrorlist_all_versions_and_filtered_groups(
+    tmp_path: Path, yum_upstream: str, upstream_server: UpstreamHandle
+) -> None:
+    upstream_server.put("el9-mirrors.txt", f"# mirrors\nhttp://127.0.0.1:1/dead/\n{yum_upstream}/\n".encode())
+    m = tmp_path / "m.yaml"
+    m.write_text(
+        "format: 1\nyum:\n"
+        f"  - id: all-a\n    mirrorlist: {upstream_server.base}/el9-mirrors.txt\n"
+        f"    gpgkey: [{yum_upstream}/RPM-GPG-KEY-test]\n"
+        "    mode: packages\n    packages: [pa]\n    newest_only: false\n"
+    )
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    res = gapcache("build", "-f", m, "-o", tmp_path / "a.tar", "--store", tmp_path / "store", "--retries", "0", env=env)
+    assert res.returncode == 0, res.stderr
+    lock = json.loads((tmp_path / "a.tar.lock.json").read_text())
+    item = lock["items"][0]
+    assert item["resolved"]["packages"] == ["pa-1.0-1.x86_64", "pa-2.0-1.x86_64", "pb-1.0-1.x86_64", "pc-1.0-1.noarch"]
+    assert all(a["source"].startswith(yum_upstream) for a in item["artifacts"] if a["path"].endswith(".rpm"))
+    groups = [a for a in item["artifacts"] if a["path"].endswith("comps.xml")]
+    assert len(groups) == 1 and groups[0]["source"] == "generated"
+    comps = (tmp_path / "store/blobs/sha256" / groups[0]["digest"][7:]).read_text()
+    assert "<id>gapcache-test</id>" in comps and ">pa<" in comps
+    assert ">pd<" not in comps and "only-d" not in comps  # pd is not in the subset: its group is gone
+    repomd = next(a for a in item["artifacts"] if a["path"].endswith("repodata/repomd.xml"))
+    assert b'type="group"' in (tmp_path / "store/blobs/sha256" / repomd["digest"][7:]).read_bytes()

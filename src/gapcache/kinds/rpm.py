@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from ..errors import GapcacheError, HTTPStatusError
 from .base import GENERATED, Artifact, Item, ResolveContext, ResolveFailure
@@ -52,7 +52,9 @@ class YumRepo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
-    baseurl: str
+    baseurl: str | None = None
+    mirrorlist: str | None = None
+    metalink: str | None = None
     gpgkey: list[str] = []
     arch: list[str] = ["x86_64", "noarch"]
     mode: str = "full"
@@ -74,12 +76,18 @@ class YumRepo(BaseModel):
             raise ValueError("mode must be full or packages")
         return v
 
-    @field_validator("baseurl")
+    @field_validator("baseurl", "mirrorlist", "metalink")
     @classmethod
-    def _baseurl(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://", "file://")):
-            raise ValueError("baseurl must be http(s):// or file://")
-        return v.rstrip("/") + "/"
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://", "file://")):
+            raise ValueError("must be an http(s):// or file:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> YumRepo:
+        if sum(x is not None for x in (self.baseurl, self.mirrorlist, self.metalink)) != 1:
+            raise ValueError("give exactly one of baseurl, mirrorlist, metalink")
+        return self
 
 
 @dataclass(frozen=True)
@@ -156,23 +164,54 @@ def parse_primary(xml_gz: bytes) -> list[Pkg]:
 @dataclass
 class RepoMeta:
     repo: YumRepo
+    baseurl: str
     repomd: bytes
     signature: bytes | None
     keys: list[tuple[str, bytes]]
     files: dict[str, tuple[str, str, int | None]]
     primary: bytes
     packages: list[Pkg]
+    comps: bytes | None = None
+
+
+async def candidate_baseurls(repo: YumRepo, ctx: ResolveContext) -> list[str]:
+    """The baseurl, or the mirrors a mirrorlist (one URL per line) or metalink (XML) names."""
+    if repo.baseurl:
+        return [repo.baseurl.rstrip("/") + "/"]
+    if repo.mirrorlist:
+        text = (await ctx.downloader.get_bytes(repo.mirrorlist, max_size=1 << 20)).decode(errors="replace")
+        urls = [line.strip() for line in text.splitlines() if line.strip().startswith(("http://", "https://"))]
+    else:
+        assert repo.metalink is not None
+        root = ET.fromstring(await ctx.downloader.get_bytes(repo.metalink, max_size=4 << 20))
+        urls = [
+            (u.text or "").strip().removesuffix("repodata/repomd.xml")
+            for u in root.iter()
+            if u.tag.endswith("}url") and (u.text or "").strip().startswith(("http://", "https://"))
+        ]
+    if not urls:
+        raise GapcacheError(f"{repo.id}: the {'mirrorlist' if repo.mirrorlist else 'metalink'} names no mirror")
+    return [u.rstrip("/") + "/" for u in urls]
 
 
 async def fetch_repo_meta(repo: YumRepo, ctx: ResolveContext) -> RepoMeta:
     dl = ctx.downloader
-    repomd = await dl.get_bytes(repo.baseurl + "repodata/repomd.xml", max_size=16 << 20)
+    repomd = b""
+    errors = []
+    for base in await candidate_baseurls(repo, ctx):
+        try:
+            repomd = await dl.get_bytes(base + "repodata/repomd.xml", max_size=16 << 20)
+            break
+        except GapcacheError as exc:
+            errors.append(str(exc))
+    else:
+        raise GapcacheError(f"{repo.id}: no mirror answered: {'; '.join(errors)}")
     keys = []
     for url in repo.gpgkey:
         keys.append((url.rstrip("/").rsplit("/", 1)[-1], await dl.get_bytes(url, max_size=1 << 20)))
     signature = None
     try:
-        signature = await dl.get_bytes(repo.baseurl + "repodata/repomd.xml.asc", max_size=1 << 20)
+        signature = await dl.get_bytes(base + "repodata/repomd.xml.asc", max_size=1 << 20)
     except HTTPStatusError as exc:
         if exc.status != 404:
             raise
@@ -183,12 +222,37 @@ async def fetch_repo_meta(repo: YumRepo, ctx: ResolveContext) -> RepoMeta:
     files = parse_repomd(repomd)
     if "primary" not in files:
         raise GapcacheError(f"{repo.id}: repomd.xml has no primary metadata")
-    href, sha, _ = files["primary"]
-    primary = await dl.get_bytes(repo.baseurl + href, max_size=1 << 30)
-    if _sha256(primary) != f"sha256:{sha}":
-        raise GapcacheError(f"{repo.id}: {href} does not match its checksum in repomd.xml")
-    pkgs = [p for p in parse_primary(primary) if p.arch in repo.arch or (p.arch == "src" and "src" in repo.arch)]
-    return RepoMeta(repo, repomd, signature, keys, files, primary, pkgs)
+    primary = await fetch_checked(dl, base, files["primary"], repo.id)
+    comps = await fetch_checked(dl, base, files["group"], repo.id) if "group" in files else None
+    pkgs = [p for p in parse_primary(primary) if p.arch in repo.arch]
+    return RepoMeta(repo, base, repomd, signature, keys, files, primary, pkgs, comps)
+
+
+async def fetch_checked(dl: Any, base: str, entry: tuple[str, str, int | None], repo_id: str) -> bytes:
+    href, sha, _ = entry
+    data: bytes = await dl.get_bytes(base + href, max_size=1 << 30)
+    if _sha256(data) != f"sha256:{sha}":
+        raise GapcacheError(f"{repo_id}: {href} does not match its checksum in repomd.xml")
+    return data
+
+
+def filter_comps(comps: bytes, names: set[str]) -> bytes | None:
+    """The comps groups reduced to the packages a subset holds (groups left empty are dropped)."""
+    root = ET.fromstring(comps)
+    kept = 0
+    for group in list(root.findall("group")):
+        plist = group.find("packagelist")
+        if plist is not None:
+            for req in list(plist.findall("packagereq")):
+                if (req.text or "").strip() not in names:
+                    plist.remove(req)
+        if plist is None or not len(plist):
+            root.remove(group)
+        else:
+            kept += 1
+    for env in list(root.findall("environment")):
+        root.remove(env)  # environments name groups that may be gone; a subset does not offer them
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) if kept else None
 
 
 def solve_closure(metas: dict[str, RepoMeta], repo: YumRepo, scratch: Path) -> list[Pkg]:
@@ -269,28 +333,36 @@ class RpmKind:
         if repo.mode == "full":
             pkgs = meta.packages
             ctx.downloader.store.put_bytes(meta.repomd)
-            md_url = repo.baseurl + "repodata/repomd.xml"
+            md_url = meta.baseurl + "repodata/repomd.xml"
             arts.append(Artifact(path=f"yum/{repo.id}/repodata/repomd.xml", source=md_url, digest=_sha256(meta.repomd),
                                  size=len(meta.repomd), media_type="application/xml"))  # fmt: skip
             if meta.signature is not None:
                 ctx.downloader.store.put_bytes(meta.signature)
                 arts.append(Artifact(path=f"yum/{repo.id}/repodata/repomd.xml.asc",
-                                     source=repo.baseurl + "repodata/repomd.xml.asc", digest=_sha256(meta.signature),
+                                     source=meta.baseurl + "repodata/repomd.xml.asc", digest=_sha256(meta.signature),
                                      size=len(meta.signature), media_type="application/pgp-signature"))  # fmt: skip
             for href, sha, size in meta.files.values():
-                arts.append(Artifact(path=f"yum/{repo.id}/{href}", source=repo.baseurl + href, digest=f"sha256:{sha}",
+                arts.append(Artifact(path=f"yum/{repo.id}/{href}", source=meta.baseurl + href, digest=f"sha256:{sha}",
                                      size=size, media_type="application/octet-stream"))  # fmt: skip
         else:
             with tempfile.TemporaryDirectory(dir=ctx.scratch) as scratch:
                 pkgs = solve_closure(metas, repo, Path(scratch))
+            if not repo.newest_only:  # every version of what the closure needs
+                wanted = {(p.name, p.arch) for p in pkgs}
+                pkgs = sorted({*pkgs, *(p for p in meta.packages if (p.name, p.arch) in wanted)}, key=lambda p: p.href)
         for p in pkgs:
-            arts.append(Artifact(path=f"yum/{repo.id}/{p.href}", source=repo.baseurl + p.href,
+            arts.append(Artifact(path=f"yum/{repo.id}/{p.href}", source=meta.baseurl + p.href,
                                  digest=f"sha256:{p.sha256}", size=p.size, media_type="application/x-rpm"))  # fmt: skip
         resolved: dict[str, Any] = {
             "id": repo.id, "mode": repo.mode, "keys": [k.rsplit("/", 1)[-1] for k in keys],
             "packages": [f"{p.name}-{p.evr}.{p.arch}" for p in pkgs],
         }  # fmt: skip
-        return Item(kind=self.name, name=repo.id, request=repo.model_dump(), resolved=resolved, artifacts=arts)
+        if repo.mode == "packages" and meta.comps is not None:
+            comps = filter_comps(meta.comps, {p.name for p in pkgs})
+            if comps is not None:  # kept in the store for publish; createrepo_c writes it into the repodata
+                resolved["comps"] = ctx.downloader.store.put_bytes(comps)
+        request = repo.model_dump(exclude_none=True)
+        return Item(kind=self.name, name=repo.id, request=request, resolved=resolved, artifacts=arts)
 
     def publish(self, items: list[Item], store: Store) -> list[Item]:
         """A subset gets repodata from createrepo_c, its repomd.xml signed with the site key."""
@@ -361,10 +433,13 @@ def publish_subset(item: Item, store: Store) -> Item:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(store.path(a.digest), target)
                 os.utime(target, (0, 0))  # primary records file times: keep the output reproducible
-        subprocess.run(
-            ["createrepo_c", "--quiet", "--no-database", "--revision", "0", "--set-timestamp-to-revision",
-             "--simple-md-filenames", str(root)], check=True, capture_output=True,
-        )  # fmt: skip
+        cmd = ["createrepo_c", "--quiet", "--no-database", "--revision", "0", "--set-timestamp-to-revision",
+               "--simple-md-filenames"]  # fmt: skip
+        if item.resolved.get("comps"):
+            groupfile = Path(tmp) / "comps.xml"
+            groupfile.write_bytes(store.path(str(item.resolved["comps"])).read_bytes())
+            cmd += ["--groupfile", str(groupfile)]
+        subprocess.run([*cmd, str(root)], check=True, capture_output=True)
         with gnupg_home(site_keyring()) as env:
             repomd = root / "repodata/repomd.xml"
             # sign "at" the key's creation time: the same repodata and key give the same signature bytes
