@@ -452,7 +452,7 @@ def resolve_parts(paths: list[Path]) -> list[Path]:
     return out
 
 
-def verify_toc(toc: Path, progress: Progress | None = None) -> list[str]:
+def verify_toc(toc: Path) -> list[str]:
     """Check every part named by a TOC against its size and sha256; returns problems."""
     problems = []
     doc = json.loads(toc.read_text())

@@ -23,6 +23,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,11 +190,11 @@ def _missing_dirs(path: Path) -> list[Path]:
     return list(reversed(out))
 
 
-def _write_hashing(target: Path, chunks: object, progress: Progress, key: str) -> str:
+def _write_hashing(target: Path, chunks: Iterator[bytes], progress: Progress, key: str) -> str:
     h = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        for chunk in chunks:  # type: ignore[attr-defined]
+        for chunk in chunks:
             h.update(chunk)
             view = memoryview(chunk)
             while view:

@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -373,7 +373,7 @@ def make_apps(config: ServeConfig) -> Mirror:
         if not config.ports.get(kind.listener, 0):
             continue
         listener = listeners.setdefault(kind.listener, Listener(kind.listener, [], misses))
-        listener.handlers.append(kind.handler(by_kind.get(kind.name, []), blobs))
+        listener.handlers.append(kind.handler(by_kind.get(kind.name, []), blobs, config.public_url))
     return Mirror(lock, blobs, misses, config.public_url, listeners)
 
 
@@ -501,8 +501,3 @@ def _raise_fd_limit() -> None:
     if soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def describe(bound: dict[str, int], host: str) -> Iterable[str]:
-    for name, port in bound.items():
-        yield f"{name:9} http://{host}:{port}/"

@@ -100,7 +100,7 @@ class Kind(Protocol):
         with ``source: generated``) and return the items with those artifacts added."""
         ...
 
-    def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
+    def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
         """A request handler for this kind's part of its listener: a response, or None if the
         path is not this kind's (the server then answers 404 and records a miss)."""
         ...

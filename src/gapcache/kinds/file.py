@@ -115,7 +115,7 @@ class FileKind:
     def publish(self, items: list[Item], store: Store) -> list[Item]:
         return items  # serves exactly what it fetched
 
-    def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
+    def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
         from .file_serve import FilesTree
 
         return FilesTree(items, blobs).handle

@@ -206,7 +206,7 @@ class ImageKind:
     def publish(self, items: list[Item], store: Store) -> list[Item]:
         return items  # serves exactly what it fetched
 
-    def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
+    def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
         from .image_serve import Registry
 
         registry = Registry(items, blobs)

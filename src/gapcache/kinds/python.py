@@ -408,7 +408,7 @@ class PythonKind:
             out.append(item.model_copy(update={"artifacts": arts, "resolved": {**item.resolved, "files": files}}))
         return out
 
-    def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
+    def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
         from .python_serve import SimpleIndex
 
         return SimpleIndex(items, blobs).handle

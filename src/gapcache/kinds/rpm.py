@@ -382,10 +382,10 @@ class RpmKind:
                 raise GapcacheError(f"{item.name}: cannot generate repodata: {exc} {detail}") from exc
         return out
 
-    def handler(self, items: list[Item], blobs: BlobIndex) -> Handler:
+    def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
         from .rpm_serve import YumRepos
 
-        return YumRepos(items, blobs).handle
+        return YumRepos(items, blobs, public_url).handle
 
 
 def site_keyring() -> Path:

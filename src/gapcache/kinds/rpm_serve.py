@@ -15,7 +15,8 @@ from .file_serve import FilesTree
 
 
 class YumRepos:
-    def __init__(self, items: list[Item], blobs: BlobIndex) -> None:
+    def __init__(self, items: list[Item], blobs: BlobIndex, public_url: str | None = None) -> None:
+        self.public_url = public_url
         self.tree = FilesTree(items, blobs, prefix="yum/")
         self.repos = {str(i.resolved["id"]): list(i.resolved.get("keys", [])) for i in items}
 
@@ -26,11 +27,20 @@ class YumRepos:
             f"gpgcheck=1\nrepo_gpgcheck=1\ngpgkey={keys}\n"
         )
 
+    def _base(self, request: web.BaseRequest) -> str:
+        if not self.public_url:
+            return f"http://{request.host}"
+        if "://" in self.public_url:
+            return self.public_url.rstrip("/")
+        port = request.host.rpartition(":")[2] if ":" in request.host else "80"
+        return f"http://{self.public_url}:{port}"
+
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.method not in ("GET", "HEAD"):
             return None
         path = request.path
         if path.endswith(".repo") and path.count("/") == 1 and path[1:-5] in self.repos:
-            base = f"http://{request.host}"  # the address the client used to reach the mirror
+            # --public-url (host or URL, this listener's port added to a bare host), else the Host the client used
+            base = self._base(request)
             return web.Response(text=self.repo_file(path[1:-5], base), content_type="text/plain")
         return await self.tree.handle(request)
