@@ -319,6 +319,8 @@ class Listener:
         for handler in self.handlers:  # a handler answers its protocol's way, or passes (None)
             resp: web.StreamResponse | None = await handler(request)
             if resp is not None:
+                if resp.status == 404:  # e.g. a registry's MANIFEST_UNKNOWN: still something the site lacks
+                    self.misses.record(self.name, request.raw_path, 404)
                 return resp
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="read-only mirror\n")

@@ -149,6 +149,8 @@ def test_unselected_platform_and_hostile_names(tmp_path: Path, upstreams: Upstre
             upc = up.host.replace(":", "_")
             status, body = get(f"/v2/{upc}/team/app/manifests/{upstreams.arm64_manifest}")
             assert status == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+            misses = (tmp_path / "root/misses.jsonl").read_text()
+            assert f"/v2/{upc}/team/app/manifests/{upstreams.arm64_manifest}" in misses
             status, body = get(f"/v2/{upc}/team/nope/manifests/1")
             assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN"
             status, body = get(f"/v2/{upc}/team/app/blobs/sha256:{'0' * 64}")
