@@ -133,15 +133,16 @@ def wait_port(port: int, proc: subprocess.Popen[str] | None = None, timeout: flo
 
 
 @contextlib.contextmanager
-def serving(root: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """``gapcache serve`` on a free port (files listener); its log goes to ROOT/../serve.log.
-
-    The log is a file, never a pipe: nobody reads a pipe, and a full one would stall the server.
-    """
+def serving(source: Path, *extra: str, listener: str = "files") -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``gapcache serve`` of a loaded root (a directory) or an archive (a file), with one listener
+    on a free port; the others are disabled. Its log goes to SOURCE/../serve.log — a file, never
+    a pipe: nobody reads a pipe, and a full one would stall the server."""
     port = free_port()
-    with open(root.parent / "serve.log", "a") as log:
-        cmd = [sys.executable, "-m", "gapcache", "serve", "--root", str(root), "--bind", "127.0.0.1"]
-        cmd += ["--port", f"files={port}", "--port", "registry=0", *extra]  # only the files listener
+    others = [x for name in ("registry", "repos", "pypi", "files") if name != listener for x in ("--port", f"{name}=0")]
+    where = ["--root", str(source)] if source.is_dir() else ["--archive", str(source)]
+    with open(source.parent / "serve.log", "a") as log:
+        cmd = [sys.executable, "-m", "gapcache", "serve", *where, "--bind", "127.0.0.1"]
+        cmd += ["--port", f"{listener}={port}", *others, *extra]
         proc = subprocess.Popen(cmd, env=cli_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             wait_port(port, proc)

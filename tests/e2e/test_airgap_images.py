@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gapcache
+from conftest import gapcache, serving
 from registry import Registry, docker_registry, layer, write_image
 
 HERE = Path(__file__).parent
@@ -129,45 +129,34 @@ def test_unselected_platform_and_hostile_names(tmp_path: Path, upstreams: Upstre
     m.write_text(f"format: 1\nimages:\n  - {up.host}/team/app:1\nregistries:\n  {up.host}: {{insecure: true}}\n")
     gapcache("build", "-f", m, "-o", tmp_path / "a.tar", "--store", tmp_path / "store", check=True)
     gapcache("load", tmp_path / "a.tar", "--root", tmp_path / "root", "-q", check=True)
-    from conftest import free_port, wait_port
+    with serving(tmp_path / "root", listener="registry") as (_proc, port):
+        import http.client
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "gapcache", "serve", "--root", str(tmp_path / "root"), "--bind", "127.0.0.1",
-           "--port", f"registry={port}", "--port", "files=0"]  # fmt: skip
-    with open(tmp_path / "serve.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_port(port)
-            import http.client
+        def get(path: str) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read()
 
-            def get(path: str) -> tuple[int, bytes]:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("GET", path)
-                r = conn.getresponse()
-                return r.status, r.read()
-
-            upc = up.host.replace(":", "_")
-            status, body = get(f"/v2/{upc}/team/app/manifests/{upstreams.arm64_manifest}")
-            assert status == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
-            misses = (tmp_path / "root/misses.jsonl").read_text()
-            assert f"/v2/{upc}/team/app/manifests/{upstreams.arm64_manifest}" in misses
-            status, body = get(f"/v2/{upc}/team/nope/manifests/1")
-            assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN"
-            status, body = get(f"/v2/{upc}/team/app/blobs/sha256:{'0' * 64}")
-            assert status == 404 and json.loads(body)["errors"][0]["code"] == "BLOB_UNKNOWN"
-            for hostile in (
-                f"/v2/{upc}/team/../../etc/manifests/1",
-                f"/v2/{upc}%2fteam%2fapp/manifests/1",
-                "/v2/" + "a" * 10_000 + "/manifests/1",
-                f"/v2/{upc}/team/app/blobs/..%2f..%2fetc%2fpasswd",
-            ):
-                status, _ = get(hostile)
-                assert 400 <= status < 500, hostile
-            status, body = get(f"/v2/{upc}/team/app/manifests/1")
-            assert status == 200
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        upc = up.host.replace(":", "_")
+        status, body = get(f"/v2/{upc}/team/app/manifests/{upstreams.arm64_manifest}")
+        assert status == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+        misses = (tmp_path / "root/misses.jsonl").read_text()
+        assert f"/v2/{upc}/team/app/manifests/{upstreams.arm64_manifest}" in misses
+        status, body = get(f"/v2/{upc}/team/nope/manifests/1")
+        assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN"
+        status, body = get(f"/v2/{upc}/team/app/blobs/sha256:{'0' * 64}")
+        assert status == 404 and json.loads(body)["errors"][0]["code"] == "BLOB_UNKNOWN"
+        for hostile in (
+            f"/v2/{upc}/team/../../etc/manifests/1",
+            f"/v2/{upc}%2fteam%2fapp/manifests/1",
+            "/v2/" + "a" * 10_000 + "/manifests/1",
+            f"/v2/{upc}/team/app/blobs/..%2f..%2fetc%2fpasswd",
+        ):
+            status, _ = get(hostile)
+            assert 400 <= status < 500, hostile
+        status, body = get(f"/v2/{upc}/team/app/manifests/1")
+        assert status == 200
 
 
 @pytest.mark.slow
@@ -252,23 +241,12 @@ def test_push_to_the_mirror_is_refused(tmp_path: Path, upstreams: Upstreams) -> 
     m = tmp_path / "m.yaml"
     m.write_text(f"format: 1\nimages:\n  - {up.host}/team/other:2\nregistries:\n  {up.host}: {{insecure: true}}\n")
     gapcache("build", "-f", m, "-o", tmp_path / "a.tar", "--store", tmp_path / "store", check=True)
-    from conftest import free_port, wait_port
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "gapcache", "serve", "--archive", str(tmp_path / "a.tar"), "--bind", "127.0.0.1",
-           "--port", f"registry={port}", "--port", "files=0"]  # fmt: skip
-    with open(tmp_path / "serve.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_port(port)
-            oci = tmp_path / "oci"
-            write_image(oci, "x", {"linux/amd64": [layer({"x": b"x"})]})
-            res = subprocess.run(
-                ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{oci}:x", f"docker://127.0.0.1:{port}/new/img:1"],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            assert res.returncode != 0
-            assert "UNSUPPORTED" in res.stderr or "405" in res.stderr or "read-only" in res.stderr, res.stderr
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with serving(tmp_path / "a.tar", listener="registry") as (_proc, port):
+        oci = tmp_path / "oci"
+        write_image(oci, "x", {"linux/amd64": [layer({"x": b"x"})]})
+        res = subprocess.run(
+            ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{oci}:x", f"docker://127.0.0.1:{port}/new/img:1"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert res.returncode != 0
+        assert "UNSUPPORTED" in res.stderr or "405" in res.stderr or "read-only" in res.stderr, res.stderr

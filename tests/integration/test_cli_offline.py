@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import cli_env, free_port, gapcache, wait_port
+from conftest import gapcache, serving
 from helpers import build_local, random_bytes
 
 CONTENT = {"h.example/a.bin": random_bytes(300_000), "h.example/sub/b.txt": b"bee\n"}
@@ -37,24 +35,15 @@ def test_nothing_loaded_is_a_clear_error(tmp_path: Path) -> None:
 def test_serve_straight_from_the_archive(tmp_path: Path) -> None:
     build_local(tmp_path, CONTENT, split_size=1 << 20)
     toc = tmp_path / "out.toc.json"
-    port = free_port()
-    cmd = [sys.executable, "-m", "gapcache", "serve", "--archive", str(toc), "--bind", "127.0.0.1",
-           "--port", f"files={port}", "--port", "registry=0"]  # fmt: skip
-    with open(tmp_path / "serve.log", "w") as log:
-        proc = subprocess.Popen(cmd, env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_port(port)
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            for name, data in CONTENT.items():
-                conn.request("GET", "/" + name)
-                r = conn.getresponse()
-                assert r.status == 200 and r.read() == data
-            conn.request("GET", "/h.example/a.bin", headers={"Range": "bytes=1000-1999"})
+    with serving(toc) as (_proc, port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for name, data in CONTENT.items():
+            conn.request("GET", "/" + name)
             r = conn.getresponse()
-            assert r.status == 206 and r.read() == CONTENT["h.example/a.bin"][1000:2000]
-        finally:
-            proc.terminate()
-            proc.wait(10)
+            assert r.status == 200 and r.read() == data
+        conn.request("GET", "/h.example/a.bin", headers={"Range": "bytes=1000-1999"})
+        r = conn.getresponse()
+        assert r.status == 206 and r.read() == CONTENT["h.example/a.bin"][1000:2000]
 
 
 def test_bad_port_option_is_a_usage_error(tmp_path: Path) -> None:
