@@ -54,6 +54,20 @@ COMPS = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def _module(name: str, stream: str, rpms: list[str]) -> str:
+    arts = "".join(f"      - {r}\n" for r in rpms)
+    return (
+        f'---\ndocument: modulemd\nversion: 2\ndata:\n  name: {name}\n  stream: "{stream}"\n  version: 1\n'
+        f"  context: c0ffee42\n  arch: x86_64\n  summary: test module {name}\n  description: test\n"
+        f"  license:\n    module: [MIT]\n  artifacts:\n    rpms:\n{arts}...\n"
+        f'---\ndocument: modulemd-defaults\nversion: 1\ndata:\n  module: {name}\n  stream: "{stream}"\n...\n'
+    )
+
+
+# module "ma" (stream 2) carries pa 2.0; module "md" carries pd, which a subset of pa does not need
+MODULES = _module("ma", "2", ["pa-0:2.0-1.x86_64"]) + _module("md", "1", ["pd-0:1.0-1.x86_64"])
+
+
 def gpg_key(home: Path) -> bytes:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
@@ -86,6 +100,10 @@ def build_repo(work: Path) -> tuple[Path, bytes]:
     comps = work / "comps.xml"
     comps.write_text(COMPS)
     subprocess.run(["createrepo_c", "--quiet", "--groupfile", str(comps), str(repo)], check=True, capture_output=True)
+    modules = work / "modules.yaml"
+    modules.write_text(MODULES)
+    subprocess.run(["modifyrepo_c", "--mdtype=modules", str(modules), str(repo / "repodata")], check=True,
+                   capture_output=True)  # fmt: skip
     subprocess.run(["gpg", "--batch", "--detach-sign", "--armor", str(repo / "repodata/repomd.xml")], check=True,
                    capture_output=True, env=env)  # fmt: skip
     return repo, pub

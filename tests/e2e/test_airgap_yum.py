@@ -131,4 +131,18 @@ def test_mirrorlist_all_versions_and_filtered_groups(
     assert "<id>gapcache-test</id>" in comps and ">pa<" in comps
     assert ">pd<" not in comps and "only-d" not in comps  # pd is not in the subset: its group is gone
     repomd = next(a for a in item["artifacts"] if a["path"].endswith("repodata/repomd.xml"))
-    assert b'type="group"' in (tmp_path / "store/blobs/sha256" / repomd["digest"][7:]).read_bytes()
+    repomd_bytes = (tmp_path / "store/blobs/sha256" / repomd["digest"][7:]).read_bytes()
+    assert b'type="group"' in repomd_bytes and b'type="modules"' in repomd_bytes
+    mods = next(a for a in item["artifacts"] if "modules.yaml" in a["path"])
+    import gzip as gz
+
+    raw = (tmp_path / "store/blobs/sha256" / mods["digest"][7:]).read_bytes()
+    text = (gz.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+    assert "name: ma" in text and "pa-0:2.0-1.x86_64" in text
+    assert "name: md" not in text and "pd-0:1.0-1.x86_64" not in text  # pd is not in the subset
+    # generated repodata, groups, modules and the signature are reproducible: same inputs, same archive
+    again = gapcache(
+        "build", "-f", m, "-o", tmp_path / "b.tar", "--store", tmp_path / "store2", "--retries", "0", env=env
+    )
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "b.tar").read_bytes() == (tmp_path / "a.tar").read_bytes()

@@ -25,6 +25,7 @@ import contextlib
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -172,6 +173,7 @@ class RepoMeta:
     primary: bytes
     packages: list[Pkg]
     comps: bytes | None = None
+    modules: bytes | None = None
 
 
 async def candidate_baseurls(repo: YumRepo, ctx: ResolveContext) -> list[str]:
@@ -224,8 +226,11 @@ async def fetch_repo_meta(repo: YumRepo, ctx: ResolveContext) -> RepoMeta:
         raise GapcacheError(f"{repo.id}: repomd.xml has no primary metadata")
     primary = await fetch_checked(dl, base, files["primary"], repo.id)
     comps = await fetch_checked(dl, base, files["group"], repo.id) if "group" in files else None
+    modules = None
+    if "modules" in files and repo.mode == "packages":
+        modules = decompress(await fetch_checked(dl, base, files["modules"], repo.id), files["modules"][0])
     pkgs = [p for p in parse_primary(primary) if p.arch in repo.arch]
-    return RepoMeta(repo, base, repomd, signature, keys, files, primary, pkgs, comps)
+    return RepoMeta(repo, base, repomd, signature, keys, files, primary, pkgs, comps, modules)
 
 
 async def fetch_checked(dl: Any, base: str, entry: tuple[str, str, int | None], repo_id: str) -> bytes:
@@ -234,6 +239,56 @@ async def fetch_checked(dl: Any, base: str, entry: tuple[str, str, int | None], 
     if _sha256(data) != f"sha256:{sha}":
         raise GapcacheError(f"{repo_id}: {href} does not match its checksum in repomd.xml")
     return data
+
+
+def decompress(data: bytes, href: str) -> bytes:
+    if href.endswith(".gz"):
+        return gzip.decompress(data)
+    if href.endswith(".xz"):
+        import lzma
+
+        return lzma.decompress(data)
+    if href.endswith(".zst"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    if href.endswith(".bz2"):
+        import bz2
+
+        return bz2.decompress(data)
+    return data
+
+
+def filter_modules(modules: bytes, nevras: set[str]) -> bytes | None:
+    """modules.yaml reduced to the streams whose rpms are in the subset, each listing only those rpms;
+    defaults are kept for the modules that remain. None when no stream remains."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(modules) if isinstance(d, dict)]
+    kept, names = [], set()
+    for d in docs:
+        if d.get("document") != "modulemd":
+            continue
+        data = d.get("data") or {}
+        rpms = (data.get("artifacts") or {}).get("rpms") or []
+        mine = [r for r in rpms if _nevra_key(str(r)) in nevras]
+        if mine:
+            data["artifacts"]["rpms"] = mine
+            kept.append(d)
+            names.add(data.get("name"))
+    kept += [
+        d for d in docs if d.get("document") == "modulemd-defaults" and (d.get("data") or {}).get("module") in names
+    ]
+    if not names:
+        return None
+    return "".join("---\n" + yaml.safe_dump(d, sort_keys=False) + "...\n" for d in kept).encode()
+
+
+def _nevra_key(nevra: str) -> str:
+    """``pa-0:2.0-1.x86_64`` (modulemd's form) → ``pa-2.0-1.x86_64`` (the lock's form; epoch 0 dropped)."""
+    name_evr, _, arch = nevra.rpartition(".")
+    name, _, rest = name_evr.partition("-0:")
+    return f"{name}-{rest}.{arch}" if rest else nevra
 
 
 def filter_comps(comps: bytes, names: set[str]) -> bytes | None:
@@ -357,6 +412,10 @@ class RpmKind:
             "id": repo.id, "mode": repo.mode, "keys": [k.rsplit("/", 1)[-1] for k in keys],
             "packages": [f"{p.name}-{p.evr}.{p.arch}" for p in pkgs],
         }  # fmt: skip
+        if repo.mode == "packages" and meta.modules is not None:
+            modules = filter_modules(meta.modules, {f"{p.name}-{p.evr}.{p.arch}" for p in pkgs})
+            if modules is not None:  # added to the new repodata by modifyrepo_c in publish
+                resolved["modules"] = ctx.downloader.store.put_bytes(modules)
         if repo.mode == "packages" and meta.comps is not None:
             comps = filter_comps(meta.comps, {p.name for p in pkgs})
             if comps is not None:  # kept in the store for publish; createrepo_c writes it into the repodata
@@ -440,6 +499,14 @@ def publish_subset(item: Item, store: Store) -> Item:
             groupfile.write_bytes(store.path(str(item.resolved["comps"])).read_bytes())
             cmd += ["--groupfile", str(groupfile)]
         subprocess.run([*cmd, str(root)], check=True, capture_output=True)
+        if item.resolved.get("modules"):
+            modfile = Path(tmp) / "modules.yaml"
+            modfile.write_bytes(store.path(str(item.resolved["modules"])).read_bytes())
+            subprocess.run(["modifyrepo_c", "--mdtype=modules", "--simple-md-filenames", str(modfile),
+                            str(root / "repodata")], check=True, capture_output=True)  # fmt: skip
+            # modifyrepo_c stamps its record with the current time; createrepo_c's are all 0 (--revision 0)
+            md = root / "repodata/repomd.xml"
+            md.write_text(re.sub(r"<timestamp>\d+</timestamp>", "<timestamp>0</timestamp>", md.read_text()))
         with gnupg_home(site_keyring()) as env:
             repomd = root / "repodata/repomd.xml"
             # sign "at" the key's creation time: the same repodata and key give the same signature bytes
