@@ -286,6 +286,11 @@ class MissLog:
             except OSError as exc:
                 log.warning("cannot write %s: %s (misses will not be recorded)", path, exc)
 
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
     def record(self, listener: str, path: str, status: int) -> None:
         if self.fd is None:
             return
@@ -412,11 +417,48 @@ async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], rea
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.ensure_future(_follow_current(config, mirror, set(sockets))) if config.root else None
     try:
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         for r in runners:
             await r.cleanup()
+
+
+async def _follow_current(config: ServeConfig, mirror: Mirror, bound: set[str], interval: float = 1.0) -> None:
+    """Serve a newly loaded lock without a restart: when ``current`` changes (``gapcache load``
+    switched it), rebuild the handlers and swap them in; requests in flight finish on the old ones."""
+    assert config.root is not None
+    current = Root(config.root).current_file
+
+    def stamp() -> tuple[int, int, str]:
+        st = current.stat()
+        return (st.st_mtime_ns, st.st_ino, current.read_text())
+
+    seen = stamp()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            now = stamp()
+            if now == seen:
+                continue
+            fresh = await asyncio.to_thread(make_apps, config)
+        except (OSError, GapcacheError) as exc:
+            log.warning("not switching to the new lock: %s", exc)
+            continue
+        seen = now
+        fresh.misses.close()  # the running listeners keep appending to the log they opened
+        for name, listener in fresh.listeners.items():
+            if name in mirror.listeners:
+                mirror.listeners[name].handlers = listener.handlers
+        missing = set(active_listeners(config, fresh.lock)) - bound
+        if missing:
+            log.warning(
+                "the new lock has content for %s: restart gapcache serve to open them", ", ".join(sorted(missing))
+            )
+        log.info("now serving %s", now[2].strip())
 
 
 def _worker_main(config: ServeConfig, bound: dict[str, int]) -> None:

@@ -50,3 +50,29 @@ def test_bad_port_option_is_a_usage_error(tmp_path: Path) -> None:
     res = gapcache("serve", "--root", tmp_path, "--port", "web=80")
     assert res.returncode == 2
     assert "expected NAME=PORT" in res.stderr
+
+
+def test_a_new_load_is_served_without_a_restart(tmp_path: Path) -> None:
+    import time
+
+    first = build_local(tmp_path / "one", {"h.example/a.txt": b"first\n"})
+    assert first.lock is not None
+    build_local(tmp_path / "two", {"h.example/a.txt": b"first\n", "h.example/b.txt": b"second\n"}, since=first.lock)
+    root = tmp_path / "root"
+    gapcache("load", tmp_path / "one/out.tar", "--root", root, "-q", check=True)
+    with serving(root) as (_proc, port):
+
+        def status(path: str) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            return r.status
+
+        assert status("/h.example/b.txt") == 404
+        gapcache("load", tmp_path / "two/out.tar", "--root", root, "-q", check=True)  # differential
+        deadline = time.monotonic() + 10
+        while status("/h.example/b.txt") != 200:
+            assert time.monotonic() < deadline, "the new lock was not picked up"
+            time.sleep(0.2)
+        assert status("/h.example/a.txt") == 200
