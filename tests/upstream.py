@@ -76,6 +76,9 @@ class Upstream:
         start, status = 0, 200
         headers = {"ETag": etag, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         rng = request.headers.get("Range")
+        if_range = request.headers.get("If-Range")
+        if if_range and if_range != etag:
+            rng = None  # RFC 9110: the resource changed, so send all of it
         if rng and not rule.ignore_range and rng.startswith("bytes="):
             start = int(rng[6:].split("-")[0])
             if start >= len(data):

@@ -110,7 +110,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         try:
             fetched, fetch_failures, transferred = await _fetch_all(dl, items)
         except DiskFull:
-            for partial in store.tmp.glob("partial-*"):
+            for partial in store.tmp.glob("partial-*"):  # and their .validator files
                 partial.unlink(missing_ok=True)
             raise
         finally:

@@ -360,7 +360,7 @@ class Downloader:
                 result, got = await self._attempt(job, label, partial)
                 return FetchResult(result.digest, result.size, transferred + got)
             except _Mismatch as exc:
-                partial.unlink(missing_ok=True)
+                _drop_partial(partial)
                 if exc.resumed and not restarted:
                     restarted = True  # the partial may have come from another version: start over once
                     continue
@@ -373,7 +373,7 @@ class Downloader:
                     raise FetchError(job.url, f"{exc.reason} (gave up after {total_attempts} attempts)") from None
                 await self._wait(job.url, max(fruitless, 1), exc)
             except OSError as exc:
-                partial.unlink(missing_ok=True)
+                _drop_partial(partial)
                 if exc.errno == errno.ENOSPC:
                     raise DiskFull(str(self.store.root)) from exc
                 raise
@@ -382,6 +382,12 @@ class Downloader:
         challenged = self._challenged.get(job.url, 0) >= 3  # tokens expire: a few fresh ones per URL
         h = hashlib.sha256()
         offset = partial.stat().st_size if partial.exists() else 0
+        validator_file = partial.with_name(partial.name + ".validator")
+        validator = validator_file.read_text() if offset and validator_file.exists() else None
+        if offset and job.digest is None and not validator:
+            # nothing proves the rest of an unpinned URL belongs to these bytes: start over
+            _drop_partial(partial)
+            offset = 0
         if offset:
             await asyncio.to_thread(_hash_into, h, partial)
         headers = self._headers(job.url)
@@ -395,6 +401,8 @@ class Downloader:
             cached = None
         if offset:
             headers["Range"] = f"bytes={offset}-"
+            if validator:  # the rest only if the resource is still the one we started (else a 200)
+                headers["If-Range"] = validator
         got = 0
         try:
             async with self.session.get(job.url, headers=headers) as resp:
@@ -406,17 +414,18 @@ class Downloader:
                 if resp.status == 416 and offset:
                     if job.size is not None and offset == job.size:
                         return await self._complete(job, partial, h, offset, resp), 0
-                    partial.unlink()
+                    _drop_partial(partial)
                     raise _Transient("server refused the resume range; starting over", progressed=True)
                 self._raise_for_status(job.url, resp)
                 if resp.status == 206 and offset:
                     start = _content_range_start(resp.headers.get("Content-Range"))
                     if start != offset:
-                        partial.unlink()
+                        _drop_partial(partial)
                         raise _Transient("unexpected Content-Range; starting over", progressed=True)
                     mode = "ab"
                 else:
                     offset, h, mode = 0, hashlib.sha256(), "wb"
+                    _write_validator(validator_file, resp)
                 # what the display shows for this item always equals the bytes on disk
                 self.progress.advance(label, offset - self._shown.get(label, 0))
                 self._shown[label] = offset
@@ -436,10 +445,10 @@ class Downloader:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
             raise _Transient(_describe(exc), progressed=got > 0, got=got) from exc
         except aiohttp.ClientError as exc:  # e.g. a response that is not HTTP
-            partial.unlink(missing_ok=True)
+            _drop_partial(partial)
             raise FetchError(job.url, _describe(exc)) from exc
         except FetchError:
-            partial.unlink(missing_ok=True)
+            _drop_partial(partial)
             raise
 
     async def _complete(
@@ -454,9 +463,10 @@ class Downloader:
         if job.digest and digest != job.digest:
             raise _Mismatch(digest, resumed=resp.status in (206, 416))
         if job.size is not None and size != job.size:
-            partial.unlink(missing_ok=True)
+            _drop_partial(partial)
             raise FetchError(job.url, f"size mismatch: expected {job.size} bytes, got {size}")
         self.store.commit(partial, digest, durable=False)  # made durable by Store.sync() after the batch
+        partial.with_name(partial.name + ".validator").unlink(missing_ok=True)
         if job.digest is None:
             record = {"url": job.url, "digest": digest, "size": size}
             if resp.headers.get("ETag"):
@@ -482,6 +492,21 @@ def _content_range_start(value: str | None) -> int | None:
         return int(value[6:].split("-", 1)[0])
     except ValueError:
         return None
+
+
+def _drop_partial(partial: Path) -> None:
+    partial.unlink(missing_ok=True)
+    partial.with_name(partial.name + ".validator").unlink(missing_ok=True)
+
+
+def _write_validator(path: Path, resp: aiohttp.ClientResponse) -> None:
+    """Remember what identifies this response (a strong ETag, else Last-Modified) for a resume."""
+    etag = resp.headers.get("ETag", "")
+    value = etag if etag and not etag.startswith("W/") else resp.headers.get("Last-Modified", "")
+    if value:
+        path.write_text(value)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _hash_into(h: hashlib._Hash, path: Path) -> None:

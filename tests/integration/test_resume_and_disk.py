@@ -85,6 +85,41 @@ def test_kill_9_at_several_points_then_resume(tmp_path: Path, upstream: Upstream
     assert st["bytes"] <= len(big) + kills * 4 * MB
 
 
+@pytest.mark.slow
+def test_unpinned_resume_after_the_upstream_changed_starts_over(tmp_path: Path, upstream: UpstreamHandle) -> None:
+    old, new = os.urandom(12 * MB), os.urandom(12 * MB)
+    url = upstream.put("k/changing.bin", old)
+    upstream.rule("k/changing.bin", rate=8 * MB)
+    m = write_manifest(tmp_path / "m.yaml", [{"url": url}])  # no sha256: only the validator protects a resume
+    store = tmp_path / "store"
+    cmd = [
+        sys.executable,
+        "-m",
+        "gapcache",
+        "build",
+        "-f",
+        str(m),
+        "-o",
+        str(tmp_path / "o.tar"),
+        "--store",
+        str(store),
+    ]
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    try:
+        _wait_partial(store, 3 * MB, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    upstream.put("k/changing.bin", new)  # a new release under the same URL
+    res = gapcache("build", "-f", m, "-o", tmp_path / "o.tar", "--store", store)
+    assert res.returncode == 0, res.stderr
+    lock = (tmp_path / "o.tar.lock.json").read_text()
+    assert sha256(new) in lock and sha256(old) not in lock  # never a splice of the two
+    assert (store / "blobs/sha256" / sha256(new)).read_bytes() == new
+    st = upstream.stats()["/k/changing.bin"]
+    assert st["ranges"][-1].startswith("bytes=")  # it did ask to resume, and got the whole new file
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     mnt = tmp_path / "tiny"
