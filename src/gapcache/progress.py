@@ -51,11 +51,13 @@ class NullProgress:
 
 
 class LogProgress:
-    """One line per finished item plus a summary line at most every ``interval`` seconds."""
+    """A summary line at most every ``interval`` seconds, every failure, and one line per finished
+    item when there are few (``itemised``)."""
 
-    def __init__(self, stream: TextIO | None = None, interval: float = 5.0) -> None:
+    def __init__(self, stream: TextIO | None = None, interval: float = 5.0, itemised: int = 50) -> None:
         self.stream = stream or sys.stderr
         self.interval = interval
+        self.itemised = itemised
         self.what = ""
         self.total_items = 0
         self.total_bytes: int | None = None
@@ -90,8 +92,9 @@ class LogProgress:
 
     def finish(self, key: str, ok: bool, note: str = "") -> None:
         self.done_items += 1
-        status = "ok" if ok else "FAILED"
-        self._say(f"  [{self.done_items}/{self.total_items}] {status} {key}{' ' + note if note else ''}")
+        if not ok or self.total_items <= self.itemised:  # big jobs: failures and the periodic summary only
+            status = "ok" if ok else "FAILED"
+            self._say(f"  [{self.done_items}/{self.total_items}] {status} {key}{' ' + note if note else ''}")
 
     def end(self) -> None:
         dt = max(time.monotonic() - self.t0, 1e-9)
