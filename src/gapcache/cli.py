@@ -332,6 +332,11 @@ def cmd_mirrors(args: argparse.Namespace) -> int:
     return _run_server(_serve_config(args))
 
 
+def _add_auth_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--registry-auth", action="append", default=[], metavar="HOST=USER:PASS",
+                   help=f"{what} (also ~/.docker/config.json, $GAPCACHE_REGISTRY_AUTH)")  # fmt: skip
+
+
 def _add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bind", default="0.0.0.0", metavar="ADDR", help="address to listen on (default 0.0.0.0)")
     p.add_argument(
@@ -398,13 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--since", metavar="OLD", help="differential: leave out blobs in OLD (a lock or archive)")
     b.add_argument("--compress", choices=["zstd"], help="compress the whole archive (multi-threaded zstd)")
     b.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    b.add_argument(
-        "--registry-auth",
-        action="append",
-        default=[],
-        metavar="HOST=USER:PASS",
-        help="registry credentials (also ~/.docker/config.json, $GAPCACHE_REGISTRY_AUTH)",
-    )
+    _add_auth_option(b, "registry credentials")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     b.set_defaults(func=cmd_build)
 
@@ -455,13 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--root", metavar="DIR", help=f"a loaded root (default {DEFAULT_ROOT})")
     g.add_argument("archive", nargs="*", default=[], help="or an uncompressed archive (its parts or .toc.json)")
     pu.add_argument("--insecure", action="store_true", help="plain HTTP to the target registry")
-    pu.add_argument(
-        "--registry-auth",
-        action="append",
-        default=[],
-        metavar="HOST=USER:PASS",
-        help="target credentials (also ~/.docker/config.json, $GAPCACHE_REGISTRY_AUTH)",
-    )
+    _add_auth_option(pu, "target credentials")
     pu.add_argument("-q", "--quiet", action="store_true")
     pu.set_defaults(func=cmd_push)
     return p

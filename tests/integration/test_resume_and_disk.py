@@ -36,6 +36,17 @@ def _wait_partial(store: Path, at_least: int, proc: subprocess.Popen[str], timeo
     raise TimeoutError("partial download did not grow")
 
 
+def _build_killed_at(manifest: Path, out: Path, store: Path, mark: int) -> None:
+    """Start `gapcache build` and kill -9 it once a partial download holds at least ``mark`` bytes."""
+    cmd = [sys.executable, "-m", "gapcache", "build", "-f", str(manifest), "-o", str(out), "--store", str(store)]
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    try:
+        _wait_partial(store, mark, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.mark.slow
 def test_kill_9_at_several_points_then_resume(tmp_path: Path, upstream: UpstreamHandle) -> None:
     big = os.urandom(24 * MB)
@@ -45,26 +56,9 @@ def test_kill_9_at_several_points_then_resume(tmp_path: Path, upstream: Upstream
     upstream.rule("k/big.bin", rate=8 * MB)
     m = write_manifest(tmp_path / "m.yaml", files)
     store = tmp_path / "store"
-    cmd = [
-        sys.executable,
-        "-m",
-        "gapcache",
-        "build",
-        "-f",
-        str(m),
-        "-o",
-        str(tmp_path / "o.tar"),
-        "--store",
-        str(store),
-    ]
     kills = 0
     for mark in (2 * MB, 9 * MB, 16 * MB):
-        proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-        try:
-            _wait_partial(store, mark, proc)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        _build_killed_at(m, tmp_path / "o.tar", store, mark)
         kills += 1
         upstream.rule("k/big.bin", rate=8 * MB)  # rules survive; re-arm for clarity
         assert not (store / "blobs/sha256" / sha256(big)).exists()
@@ -92,24 +86,7 @@ def test_unpinned_resume_after_the_upstream_changed_starts_over(tmp_path: Path, 
     upstream.rule("k/changing.bin", rate=8 * MB)
     m = write_manifest(tmp_path / "m.yaml", [{"url": url}])  # no sha256: only the validator protects a resume
     store = tmp_path / "store"
-    cmd = [
-        sys.executable,
-        "-m",
-        "gapcache",
-        "build",
-        "-f",
-        str(m),
-        "-o",
-        str(tmp_path / "o.tar"),
-        "--store",
-        str(store),
-    ]
-    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-    try:
-        _wait_partial(store, 3 * MB, proc)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    _build_killed_at(m, tmp_path / "o.tar", store, 3 * MB)
     upstream.put("k/changing.bin", new)  # a new release under the same URL
     res = gapcache("build", "-f", m, "-o", tmp_path / "o.tar", "--store", store)
     assert res.returncode == 0, res.stderr
