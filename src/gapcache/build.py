@@ -9,24 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archive import PackResult, lock_path_beside, pack
-from .errors import DiskFull, EnvironmentProblem, GapcacheError
+from .errors import DiskFull, EnvironmentProblem, Failure, GapcacheError
 from .fetch import Auth, Downloader, FetchJob
-from .kinds import KINDS, Artifact, Item, ResolveContext
-from .kinds.base import GENERATED, ResolveFailure
-from .lock import Lock
+from .kinds import KINDS, ResolveContext
+from .lock import GENERATED, Artifact, Item, Lock
 from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .store import Store, atomic_write, check_space
 
 
-@dataclass(frozen=True)
-class Failure:
-    item: str
-    reason: str
-
-
 def _default_auth() -> Auth:
-    from .kinds.image_auth import RegistryAuth
+    from .auth import RegistryAuth
 
     return RegistryAuth()
 
@@ -61,25 +54,27 @@ class BuildResult:
 
 async def resolve(
     manifest: Manifest, downloader: Downloader, *, probe_sizes: bool = False
-) -> tuple[list[Item], list[Failure]]:
-    """Every kind resolves its section; an item that cannot be resolved is reported, not fatal."""
+) -> tuple[list[Item], list[Failure], dict[str, bytes]]:
+    """Every kind resolves its own section; an item that cannot be resolved is reported, not fatal.
+
+    Returns the items, the failures and the metadata the kinds kept (by digest): nothing is written
+    into the store here, so a plan leaves it untouched.
+    """
     with tempfile.TemporaryDirectory(prefix="gapcache-resolve-") as scratch:
         ctx = ResolveContext(downloader=downloader, scratch=Path(scratch), probe_sizes=probe_sizes)
         items: list[Item] = []
         for kind in KINDS.values():
-            items += await kind.resolve(manifest, ctx)
-    return items, [_failure(f) for f in ctx.failures]
-
-
-def _failure(f: ResolveFailure) -> Failure:
-    return Failure(f"{f.kind} {f.name}", f.reason)
+            items += await kind.resolve(manifest.section(kind.name), ctx)
+    return items, ctx.failures, ctx.kept
 
 
 async def plan(manifest: Manifest, opts: BuildOptions) -> BuildResult:
     """Resolve (metadata only, sizes probed with HEAD) without downloading any content."""
     store = Store(opts.store)
-    async with Downloader(store, concurrency=opts.concurrency, retries=opts.retries, auth=opts.auth) as dl:
-        items, failures = await resolve(manifest, dl, probe_sizes=True)
+    async with Downloader(
+        store, concurrency=opts.concurrency, retries=opts.retries, auth=opts.auth, read_only=True
+    ) as dl:
+        items, failures, _ = await resolve(manifest, dl, probe_sizes=True)
     return BuildResult(items=items, failures=failures)
 
 
@@ -98,7 +93,9 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
             items, failures = list(locked.items), list[Failure]()
         else:
             assert manifest is not None
-            items, failures = await resolve(manifest, dl)
+            items, failures, kept = await resolve(manifest, dl)
+            for data in kept.values():
+                store.put_bytes(data)
         missing = {
             (a.digest or a.source): a.size or 0
             for i in items

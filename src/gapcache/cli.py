@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .errors import GapcacheError, UsageError, human_bytes
+from .names import FILES_PREFIX
 
 DEFAULT_ROOT = Path("/opt/deepops")
 
@@ -56,7 +57,7 @@ def _run(coro: Any) -> Any:
 
 
 def _registry_auth(values: list[str]) -> Any:
-    from .kinds.image_auth import RegistryAuth, parse_auth_option
+    from .auth import RegistryAuth, parse_auth_option
 
     try:
         return RegistryAuth(extra=dict(parse_auth_option(v) for v in values))
@@ -270,7 +271,7 @@ def client_hints(bound: dict[str, int], host: str, lock: Any) -> list[str]:
     from urllib.parse import quote
 
     lines = []
-    files = [a.path[len("files/") :] for a in lock.artifacts() if a.path.startswith("files/")] if lock else []
+    files = [a.path[len(FILES_PREFIX) :] for a in lock.artifacts() if a.path.startswith(FILES_PREFIX)] if lock else []
     if "files" in bound:
         base = f"http://{host}:{bound['files']}"
         lines.append(f"curl -s {base}/ | head")

@@ -18,6 +18,20 @@ The CLI prints ``str(error)``: one clear line naming the item.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One item that could not be resolved, fetched or published: reported, never fatal to the others."""
+
+    item: str  # "<kind> <name>", e.g. "image docker.io/library/ubuntu:22.04"
+    reason: str
+
+    @classmethod
+    def of(cls, kind: str, name: str, reason: str) -> Failure:
+        return cls(f"{kind} {name}", reason)
+
 
 class GapcacheError(Exception):
     exit_code = 1

@@ -117,8 +117,10 @@ class Downloader:
         progress: Progress | None = None,
         auth: Auth | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        read_only: bool = False,
     ) -> None:
         self.store = store
+        self.read_only = read_only  # metadata only (a plan): nothing is written into the store
         self.concurrency = concurrency
         self.retries = retries
         self.backoff = backoff
@@ -152,6 +154,8 @@ class Downloader:
                         self._sources[rec["url"]] = rec
                         self._sources_lines += 1
         self._sources_fd: int | None = None
+        if self.read_only:
+            return
         with contextlib.suppress(OSError):
             self._sources_fd = os.open(self._sources_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
@@ -181,7 +185,8 @@ class Downloader:
             auto_decompress=False,  # bytes are hashed exactly as the upstream stores them
             headers={"User-Agent": "gapcache", "Accept-Encoding": "identity"},
         )
-        self.store.ensure()
+        if not self.read_only:
+            self.store.ensure()
         self._open_sources()
         return self
 

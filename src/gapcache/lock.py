@@ -1,5 +1,8 @@
 """The lock: the manifest resolved, every artifact pinned to a digest and size.
 
+An :class:`Item` is one manifest entry resolved; its :class:`Artifact` entries say what to fetch
+(source URL, digest and size when known) and where it lives in the mirror (logical path).
+
 JSON, sorted keys, items sorted, no timestamps: the same inputs give the same bytes.
 """
 
@@ -10,12 +13,59 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from .errors import FormatError, GapcacheError
-from .kinds.base import Artifact, Item
+from .names import DIGEST, logical_path_error
 
 LOCK_FORMAT = 1
+GENERATED = "generated"  # the source of bytes gapcache produces on the connected side
+
+
+class Artifact(BaseModel):
+    """One blob an item needs: where it comes from (a URL, or ``generated``) and where it is served."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    source: str
+    digest: str | None = None
+    size: int | None = None
+    media_type: str = "application/octet-stream"
+
+    @field_validator("path")
+    @classmethod
+    def _path_ok(cls, v: str) -> str:
+        bad = logical_path_error(v)
+        if bad:
+            raise ValueError(bad)
+        return v
+
+    @field_validator("digest")
+    @classmethod
+    def _digest_ok(cls, v: str | None) -> str | None:
+        if v is not None and not DIGEST.match(v):
+            raise ValueError(f"not a sha256 digest: {v!r}")
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size_ok(cls, v: int | None) -> int | None:
+        if v is not None and v < 0:
+            raise ValueError("negative size")
+        return v
+
+
+class Item(BaseModel):
+    """One manifest entry, resolved: what was asked, what it became, and its artifacts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    name: str
+    request: dict[str, Any]
+    resolved: dict[str, Any] = {}
+    artifacts: list[Artifact]
 
 
 class Lock(BaseModel):

@@ -17,13 +17,12 @@ from urllib.parse import urlencode, urljoin
 
 import aiohttp
 
+from .auth import RegistryAuth
+from .blobs import BlobIndex, BlobLoc
 from .errors import GapcacheError, HTTPStatusError, UsageError
-from .kinds.base import Item
-from .kinds.image import REPO_RE
-from .kinds.image_auth import RegistryAuth
-from .lock import Lock
+from .lock import Item, Lock
+from .names import REPO_RE
 from .progress import NullProgress, Progress
-from .serve import BlobIndex, BlobLoc
 
 
 @dataclass

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gapcache.kinds.image import ImageRef, parse_ref, platform_matches
-from gapcache.kinds.image_serve import short_names
+from gapcache.kinds.image.registry import short_names
+from gapcache.names import ImageRef, parse_ref, platform_matches
 
 
 @pytest.mark.parametrize(
@@ -64,9 +64,9 @@ def test_tags_and_catalog_pagination() -> None:
 
     from aiohttp.test_utils import make_mocked_request
 
-    from gapcache.kinds.base import Artifact, Item
-    from gapcache.kinds.image_serve import Registry
-    from gapcache.serve import BlobIndex
+    from gapcache.blobs import BlobIndex
+    from gapcache.kinds.image.registry import Registry
+    from gapcache.lock import Artifact, Item
 
     digest = "sha256:" + "1" * 64
     items = [

@@ -4,9 +4,9 @@ import asyncio
 
 from aiohttp.test_utils import make_mocked_request
 
-from gapcache.kinds.base import Item
-from gapcache.kinds.rpm_serve import YumRepos
-from gapcache.serve import BlobIndex
+from gapcache.blobs import BlobIndex
+from gapcache.kinds.rpm.serve import YumRepos
+from gapcache.lock import Item
 
 ITEM = Item(kind="rpm", name="cuda", request={}, resolved={"id": "cuda", "keys": ["D42D0685.pub", "gapcache-site.pub"]},
             artifacts=[])  # fmt: skip

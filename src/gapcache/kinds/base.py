@@ -1,82 +1,27 @@
 """The contract every content type implements (DESIGN: "The kind contract").
 
-A kind turns its manifest section into :class:`Item` records whose :class:`Artifact` entries say
-what to fetch (source URL, digest and size when known) and where it lives in the mirror (logical
-path). Downloading, verifying, storing, packing and loading are shared machinery; a kind also
-answers the HTTP requests of its protocol on its listener (see ``serve.py``).
+A kind gets its own manifest section (``Manifest.section(kind.name)``, never the whole manifest)
+and a :class:`ResolveContext`, and returns :class:`~gapcache.lock.Item` records whose artifacts
+say what to fetch and where it is served. Resolving writes nothing into the store: metadata a kind
+fetched and wants to keep (an image manifest, a filtered primary.xml) goes through
+:meth:`ResolveContext.keep`, and the build puts it into the store only when it really builds
+(``build --plan`` leaves the store untouched). Downloading, verifying, storing, packing and
+loading are shared machinery; a kind also answers the HTTP requests of its protocol on its
+listener (a :data:`~gapcache.blobs.Handler`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, field_validator
-
-from ..names import DIGEST, logical_path_error
-
-if TYPE_CHECKING:
-    from ..fetch import Downloader
-    from ..manifest import Manifest
-    from ..serve import BlobIndex, Handler
-    from ..store import Store
-
-
-GENERATED = "generated"  # the source of bytes gapcache produces on the connected side
-
-
-class Artifact(BaseModel):
-    """One blob an item needs: where it comes from (a URL, or ``generated``) and where it is served."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    path: str
-    source: str
-    digest: str | None = None
-    size: int | None = None
-    media_type: str = "application/octet-stream"
-
-    @field_validator("path")
-    @classmethod
-    def _path_ok(cls, v: str) -> str:
-        bad = logical_path_error(v)
-        if bad:
-            raise ValueError(bad)
-        return v
-
-    @field_validator("digest")
-    @classmethod
-    def _digest_ok(cls, v: str | None) -> str | None:
-        if v is not None and not DIGEST.match(v):
-            raise ValueError(f"not a sha256 digest: {v!r}")
-        return v
-
-    @field_validator("size")
-    @classmethod
-    def _size_ok(cls, v: int | None) -> int | None:
-        if v is not None and v < 0:
-            raise ValueError("negative size")
-        return v
-
-
-class Item(BaseModel):
-    """One manifest entry, resolved: what was asked, what it became, and its artifacts."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: str
-    name: str
-    request: dict[str, Any]
-    resolved: dict[str, Any] = {}
-    artifacts: list[Artifact]
-
-
-@dataclass(frozen=True)
-class ResolveFailure:
-    kind: str
-    name: str
-    reason: str
+from ..blobs import BlobIndex, Handler
+from ..errors import Failure
+from ..fetch import Downloader
+from ..lock import Item
+from ..store import Store
 
 
 @dataclass
@@ -86,14 +31,27 @@ class ResolveContext:
     downloader: Downloader
     scratch: Path
     probe_sizes: bool = False
-    failures: list[ResolveFailure] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    kept: dict[str, bytes] = field(default_factory=dict)
+
+    def keep(self, data: bytes) -> str:
+        """Remember fetched or derived metadata by digest; a real build stores it (a plan does not)."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.kept[digest] = data
+        return digest
+
+    def fail(self, kind: str, name: str, reason: str) -> None:
+        self.failures.append(Failure.of(kind, name, reason))
 
 
 class Kind(Protocol):
     name: str
     listener: str
 
-    async def resolve(self, manifest: Manifest, ctx: ResolveContext) -> list[Item]: ...
+    async def resolve(self, section: Any, ctx: ResolveContext) -> list[Item]:
+        """Items for this kind's manifest section; an entry that cannot be resolved is a failure in
+        ``ctx``, not an exception."""
+        ...
 
     def publish(self, items: list[Item], store: Store) -> list[Item]:
         """After fetch: generate the bytes this kind serves beyond what it fetched (stored as blobs

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..serve import BlobIndex
-from .base import Item
-from .file_serve import FilesTree
+from ...blobs import BlobIndex
+from ...filetree import FilesTree
+from ...lock import Item
 
 
 class YumRepos:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from ..serve import BlobIndex, send_blob
-from .base import Item
-from .image import DIGEST_RE, REPO_RE, TAG_RE, host_component
+from ...blobs import BlobIndex, send_blob
+from ...lock import Item
+from ...names import DIGEST, REPO_RE, TAG_RE, host_component
 
 _PATH = re.compile(r"^/v2/(?P<name>.+)/(?P<what>manifests|blobs|tags)/(?P<ref>[^/]+)$")
 MAX_NAME = 512
@@ -100,14 +100,14 @@ class Registry:
                 return error(404, "NAME_UNKNOWN", "unknown path")
             return self._page(request, "tags", sorted(repo.tags), name)
         if what == "manifests":
-            digest = ref if DIGEST_RE.match(ref) else repo.tags.get(ref) if TAG_RE.match(ref) else None
+            digest = ref if DIGEST.match(ref) else repo.tags.get(ref) if TAG_RE.match(ref) else None
             if digest is None or digest not in repo.manifests:
                 return error(404, "MANIFEST_UNKNOWN", "manifest unknown", {"name": raw_name, "reference": ref})
             loc = self.blobs.get(digest)
             if loc is None:
                 return error(404, "MANIFEST_UNKNOWN", "manifest unknown")
             return await send_blob(request, self.blobs, loc, repo.manifests[digest], registry=True)
-        if not DIGEST_RE.match(ref):
+        if not DIGEST.match(ref):
             return error(400, "DIGEST_INVALID", "invalid digest", {"digest": ref})
         loc = self.blobs.get(ref) if ref in repo.blobs else None
         if loc is None:

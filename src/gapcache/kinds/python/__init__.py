@@ -29,114 +29,20 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urldefrag, urljoin
 
-from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
-from pydantic import BaseModel, ConfigDict, field_validator
 
-from ..errors import GapcacheError
-from .base import GENERATED, Artifact, Item, ResolveContext, ResolveFailure
+from ...blobs import BlobIndex, Handler
+from ...errors import Failure, GapcacheError
+from ...lock import GENERATED, Artifact, Item
+from ...manifest.python import PythonSection, Target
+from ...store import Store
+from ..base import ResolveContext
 
-if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from ..serve import BlobIndex, Handler
-    from ..store import Store
-
-PLATFORM_RE = re.compile(r"^(manylinux2014|manylinux_2_(\d+))_(x86_64|aarch64)$")
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 BOOTSTRAP = ["pip", "setuptools", "wheel"]
-
-
-class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    python: str
-    platform: str
-    implementation: str = "cp"
-
-    @field_validator("python")
-    @classmethod
-    def _python(cls, v: str) -> str:
-        if not re.fullmatch(r"3\.\d{1,2}", v):
-            raise ValueError(f"python {v!r}: expected 3.N (e.g. 3.10)")
-        return v
-
-    @field_validator("platform")
-    @classmethod
-    def _platform(cls, v: str) -> str:
-        if not PLATFORM_RE.match(v):
-            raise ValueError(f"platform {v!r}: expected manylinux_2_NN_<x86_64|aarch64> or manylinux2014_<arch>")
-        return v
-
-    @field_validator("implementation")
-    @classmethod
-    def _impl(cls, v: str) -> str:
-        if v != "cp":
-            raise ValueError("only CPython (cp) targets are supported")
-        return v
-
-    def label(self) -> str:
-        return f"cp{self.python.replace('.', '')}-{self.platform}"
-
-    def uv_platform(self) -> str:
-        m = PLATFORM_RE.match(self.platform)
-        assert m is not None
-        return f"{m.group(3)}-{m.group(1)}"
-
-    def tags(self) -> list[Tag]:
-        """Every wheel tag this target accepts, best first."""
-        m = PLATFORM_RE.match(self.platform)
-        assert m is not None
-        arch = m.group(3)
-        glibc = 17 if m.group(1) == "manylinux2014" else int(m.group(2))
-        plats = []
-        for minor in range(glibc, 4, -1):
-            plats.append(f"manylinux_2_{minor}_{arch}")
-            legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}.get(minor)
-            if legacy:
-                plats.append(f"{legacy}_{arch}")
-        version = tuple(int(x) for x in self.python.split("."))
-        interp = f"cp{self.python.replace('.', '')}"
-        return [*cpython_tags(version, platforms=plats), *compatible_tags(version, interp, plats)]
-
-
-# Ubuntu 22.04 (3.10), Ubuntu 24.04 (3.12), RHEL 9 (3.9 and the python3.11 package), x86_64 and aarch64
-DEFAULT_TARGETS = [
-    Target(python=py, platform=f"manylinux_2_28_{arch}")
-    for py in ("3.9", "3.10", "3.11", "3.12")
-    for arch in ("x86_64", "aarch64")
-]
-
-
-class PythonSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    requirements: list[str] = []
-    requirements_files: list[str] = []
-    targets: list[Target] = DEFAULT_TARGETS
-    sdists: str = "allow"
-    index_url: str | None = None
-
-    @field_validator("sdists")
-    @classmethod
-    def _sdists(cls, v: str) -> str:
-        if v not in ("allow", "never"):
-            raise ValueError("must be allow or never")
-        return v
-
-    @field_validator("requirements")
-    @classmethod
-    def _reqs(cls, v: list[str]) -> list[str]:
-        from packaging.requirements import InvalidRequirement, Requirement
-
-        for r in v:
-            try:
-                Requirement(r)
-            except InvalidRequirement as exc:
-                raise ValueError(f"{r!r}: {exc}") from exc
-        return v
 
 
 def isolated_env() -> dict[str, str]:
@@ -309,8 +215,7 @@ class PythonKind:
     name = "python"
     listener = "pypi"
 
-    async def resolve(self, manifest: Manifest, ctx: ResolveContext) -> list[Item]:
-        section = manifest.python
+    async def resolve(self, section: PythonSection | None, ctx: ResolveContext) -> list[Item]:
         if section is None:
             return []
         reqs = list(section.requirements)
@@ -326,7 +231,7 @@ class PythonKind:
             try:
                 pins[target.label()] = await compile_target(reqs, target, section, index, ctx.scratch)
             except GapcacheError as exc:
-                ctx.failures.append(ResolveFailure(self.name, f"requirements for {target.label()}", str(exc)))
+                ctx.failures.append(Failure.of(self.name, f"requirements for {target.label()}", str(exc)))
         wanted: dict[tuple[str, str], list[Target]] = {}
         for target in section.targets:
             for project, version in pins.get(target.label(), {}).items():
@@ -346,14 +251,14 @@ class PythonKind:
             try:
                 files = await page(project)
             except GapcacheError as exc:
-                ctx.failures.append(ResolveFailure(self.name, f"{project}=={version}", str(exc)))
+                ctx.failures.append(Failure.of(self.name, f"{project}=={version}", str(exc)))
                 return None
             chosen: dict[str, IndexFile] = {}
             for t in targets:
                 f = choose_file(files, version, t, section.sdists)
                 if f is None:
                     ctx.failures.append(
-                        ResolveFailure(self.name, f"{project}=={version}", f"no file for target {t.label()}")
+                        Failure.of(self.name, f"{project}=={version}", f"no file for target {t.label()}")
                     )
                     return None
                 chosen[f.filename] = f
@@ -409,6 +314,6 @@ class PythonKind:
         return out
 
     def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
-        from .python_serve import SimpleIndex
+        from .simple import SimpleIndex
 
         return SimpleIndex(items, blobs).handle

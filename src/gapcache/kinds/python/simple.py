@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
-from ..serve import BlobIndex, BlobLoc, send_blob
-from .base import Item
+from ...blobs import BlobIndex, BlobLoc, send_blob
+from ...lock import Item
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"

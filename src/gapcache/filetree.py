@@ -13,10 +13,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ..serve import BlobIndex, BlobLoc, send_blob
-from .base import Item
-
-PREFIX = "files/"
+from .blobs import BlobIndex, BlobLoc, send_blob
+from .lock import Item
+from .names import FILES_PREFIX
 
 
 @dataclass
@@ -28,7 +27,7 @@ class _Dir:
 class FilesTree:
     """A browsable tree of the artifacts under ``prefix`` (files/, yum/, …), served at ``/``."""
 
-    def __init__(self, items: list[Item], blobs: BlobIndex, prefix: str = PREFIX) -> None:
+    def __init__(self, items: list[Item], blobs: BlobIndex, prefix: str = FILES_PREFIX) -> None:
         self.blobs = blobs
         self.files: dict[str, tuple[BlobLoc, str]] = {}
         self.dirs: dict[str, _Dir] = {"/": _Dir()}

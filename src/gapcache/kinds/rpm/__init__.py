@@ -33,62 +33,17 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
-
-from ..errors import GapcacheError, HTTPStatusError
-from .base import GENERATED, Artifact, Item, ResolveContext, ResolveFailure
-
-if TYPE_CHECKING:
-    from ..manifest import Manifest
-    from ..serve import BlobIndex, Handler
-    from ..store import Store
+from ...blobs import BlobIndex, Handler
+from ...errors import Failure, GapcacheError, HTTPStatusError
+from ...lock import GENERATED, Artifact, Item
+from ...manifest.yum import YumRepo
+from ...store import Store
+from ..base import ResolveContext
 
 NS = {"repo": "http://linux.duke.edu/metadata/repo", "common": "http://linux.duke.edu/metadata/common"}
 SITE_KEY_NAME = "gapcache-site.pub"
-
-
-class YumRepo(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str
-    baseurl: str | None = None
-    mirrorlist: str | None = None
-    metalink: str | None = None
-    gpgkey: list[str] = []
-    arch: list[str] = ["x86_64", "noarch"]
-    mode: str = "full"
-    packages: list[str] = []
-    newest_only: bool = True
-    base: list[str] = []
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        if not v or not all(c.isalnum() or c in "-_." for c in v) or v.startswith("."):
-            raise ValueError("repo id: letters, digits, '-', '_' and '.' only")
-        return v
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v: str) -> str:
-        if v not in ("full", "packages"):
-            raise ValueError("mode must be full or packages")
-        return v
-
-    @field_validator("baseurl", "mirrorlist", "metalink")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://", "file://")):
-            raise ValueError("must be an http(s):// or file:// URL")
-        return v
-
-    @model_validator(mode="after")
-    def _one_source(self) -> YumRepo:
-        if sum(x is not None for x in (self.baseurl, self.mirrorlist, self.metalink)) != 1:
-            raise ValueError("give exactly one of baseurl, mirrorlist, metalink")
-        return self
 
 
 @dataclass(frozen=True)
@@ -359,22 +314,22 @@ class RpmKind:
     name = "rpm"
     listener = "repos"
 
-    async def resolve(self, manifest: Manifest, ctx: ResolveContext) -> list[Item]:
+    async def resolve(self, section: list[YumRepo], ctx: ResolveContext) -> list[Item]:
         metas: dict[str, RepoMeta] = {}
-        for repo in manifest.yum:
+        for repo in section:
             try:
                 metas[repo.id] = await fetch_repo_meta(repo, ctx)
             except (GapcacheError, ET.ParseError, OSError) as exc:
-                ctx.failures.append(ResolveFailure(self.name, repo.id, str(exc)))
+                ctx.failures.append(Failure.of(self.name, repo.id, str(exc)))
         items = []
-        for repo in manifest.yum:
+        for repo in section:
             meta = metas.get(repo.id)
             if meta is None:
                 continue
             try:
                 items.append(self._item(meta, metas, ctx))
             except (GapcacheError, ET.ParseError, OSError) as exc:
-                ctx.failures.append(ResolveFailure(self.name, repo.id, str(exc)))
+                ctx.failures.append(Failure.of(self.name, repo.id, str(exc)))
         return items
 
     def _item(self, meta: RepoMeta, metas: dict[str, RepoMeta], ctx: ResolveContext) -> Item:
@@ -382,17 +337,17 @@ class RpmKind:
         arts: list[Artifact] = []
         keys = [f"yum/gpgkeys/{name}" for name, _ in meta.keys]
         for (name, data), path in zip(meta.keys, keys, strict=True):
-            digest = ctx.downloader.store.put_bytes(data)
+            digest = ctx.keep(data)
             arts.append(Artifact(path=path, source=next(u for u in repo.gpgkey if u.rstrip("/").endswith(name)),
                                  digest=digest, size=len(data), media_type="application/pgp-keys"))  # fmt: skip
         if repo.mode == "full":
             pkgs = meta.packages
-            ctx.downloader.store.put_bytes(meta.repomd)
+            ctx.keep(meta.repomd)
             md_url = meta.baseurl + "repodata/repomd.xml"
             arts.append(Artifact(path=f"yum/{repo.id}/repodata/repomd.xml", source=md_url, digest=_sha256(meta.repomd),
                                  size=len(meta.repomd), media_type="application/xml"))  # fmt: skip
             if meta.signature is not None:
-                ctx.downloader.store.put_bytes(meta.signature)
+                ctx.keep(meta.signature)
                 arts.append(Artifact(path=f"yum/{repo.id}/repodata/repomd.xml.asc",
                                      source=meta.baseurl + "repodata/repomd.xml.asc", digest=_sha256(meta.signature),
                                      size=len(meta.signature), media_type="application/pgp-signature"))  # fmt: skip
@@ -415,11 +370,11 @@ class RpmKind:
         if repo.mode == "packages" and meta.modules is not None:
             modules = filter_modules(meta.modules, {f"{p.name}-{p.evr}.{p.arch}" for p in pkgs})
             if modules is not None:  # added to the new repodata by modifyrepo_c in publish
-                resolved["modules"] = ctx.downloader.store.put_bytes(modules)
+                resolved["modules"] = ctx.keep(modules)
         if repo.mode == "packages" and meta.comps is not None:
             comps = filter_comps(meta.comps, {p.name for p in pkgs})
             if comps is not None:  # kept in the store for publish; createrepo_c writes it into the repodata
-                resolved["comps"] = ctx.downloader.store.put_bytes(comps)
+                resolved["comps"] = ctx.keep(comps)
         request = repo.model_dump(exclude_none=True)
         return Item(kind=self.name, name=repo.id, request=request, resolved=resolved, artifacts=arts)
 
@@ -442,7 +397,7 @@ class RpmKind:
         return out
 
     def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
-        from .rpm_serve import YumRepos
+        from .serve import YumRepos
 
         return YumRepos(items, blobs, public_url).handle
 

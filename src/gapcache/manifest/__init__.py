@@ -18,12 +18,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .errors import FormatError, ManifestError
-from .kinds.file import FilesSection
-from .kinds.image import ImageEntry, RegistryConfig, coerce_images, validate_platforms
-from .kinds.python import PythonSection
-from .kinds.rpm import YumRepo
-from .names import logical_path_error
+from ..errors import FormatError, ManifestError
+from ..names import logical_path_error, validate_platforms
+from .files import FilesSection
+from .images import ImageEntry, ImagesSection, RegistryConfig, coerce_images
+from .python import PythonSection
+from .yum import YumRepo
 
 MANIFEST_FORMAT = 1
 
@@ -49,6 +49,13 @@ class Manifest(BaseModel):
     @classmethod
     def _platforms(cls, v: list[str]) -> list[str]:
         return validate_platforms(v)
+
+    def section(self, kind: str) -> Any:
+        """The part of the manifest a kind resolves (DESIGN "the kind contract": never the whole)."""
+        if kind == "image":
+            return ImagesSection(images=self.images, platforms=self.platforms, registries=self.registries)
+        sections: dict[str, Any] = {"file": self.files, "python": self.python, "rpm": self.yum}
+        return sections[kind]
 
 
 Loc = tuple[str | int, ...]

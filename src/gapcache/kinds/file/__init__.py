@@ -1,0 +1,67 @@
+"""Plain files (Kubespray's binaries, compose files, device-plugin YAML, …).
+
+Manifest section ``files:``; each entry is one URL. Served on the ``files`` listener (8004) at
+``/<host>/<path>`` — Kubespray's ``files_repo`` convention — with Range, ETag and directory
+listings in the style of nginx's autoindex.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ...blobs import BlobIndex, Handler
+from ...errors import Failure, GapcacheError
+from ...lock import Artifact, Item
+from ...manifest.files import FileEntry
+from ...store import Store
+from ..base import ResolveContext
+
+
+def guess_media_type(path: str) -> str:
+    import mimetypes
+
+    if path.endswith((".yaml", ".yml")):
+        return "application/yaml"
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+class FileKind:
+    name = "file"
+    listener = "files"
+
+    async def resolve(self, section: list[FileEntry], ctx: ResolveContext) -> list[Item]:
+        async def one(entry: FileEntry) -> Item | None:
+            lp = entry.logical_path()
+            size = None
+            if ctx.probe_sizes:
+                try:
+                    size = await ctx.downloader.head_size(entry.url)
+                except (GapcacheError, OSError) as exc:
+                    ctx.failures.append(Failure.of(self.name, lp, str(exc)))
+                    return None
+            request = entry.model_dump(exclude_none=True)
+            art = Artifact(
+                path=lp,
+                source=entry.url,
+                digest=f"sha256:{entry.sha256}" if entry.sha256 else None,
+                size=size,
+                media_type=guess_media_type(lp),
+            )
+            return Item(kind=self.name, name=lp, request=request, artifacts=[art])
+
+        seen: set[str] = set()
+        unique = []
+        for e in section:
+            if e.logical_path() not in seen:
+                seen.add(e.logical_path())
+                unique.append(e)
+        results = await asyncio.gather(*(one(e) for e in unique))
+        return [r for r in results if r is not None]
+
+    def publish(self, items: list[Item], store: Store) -> list[Item]:
+        return items  # serves exactly what it fetched
+
+    def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
+        from ...filetree import FilesTree
+
+        return FilesTree(items, blobs).handle

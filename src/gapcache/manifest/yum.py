@@ -1,0 +1,47 @@
+"""The ``yum:`` section: RPM repositories, whole (``mode: full``) or a dependency-closed subset."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+
+class YumRepo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    baseurl: str | None = None
+    mirrorlist: str | None = None
+    metalink: str | None = None
+    gpgkey: list[str] = []
+    arch: list[str] = ["x86_64", "noarch"]
+    mode: str = "full"
+    packages: list[str] = []
+    newest_only: bool = True
+    base: list[str] = []
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not v or not all(c.isalnum() or c in "-_." for c in v) or v.startswith("."):
+            raise ValueError("repo id: letters, digits, '-', '_' and '.' only")
+        return v
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if v not in ("full", "packages"):
+            raise ValueError("mode must be full or packages")
+        return v
+
+    @field_validator("baseurl", "mirrorlist", "metalink")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://", "file://")):
+            raise ValueError("must be an http(s):// or file:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> YumRepo:
+        if sum(x is not None for x in (self.baseurl, self.mirrorlist, self.metalink)) != 1:
+            raise ValueError("give exactly one of baseurl, mirrorlist, metalink")
+        return self
