@@ -150,3 +150,17 @@ def serving(source: Path, *extra: str, listener: str = "files") -> Iterator[tupl
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def yum_upstream(upstream_server: UpstreamHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("rpm")
+    import shutil
+
+    from rpmrepo import build_repo
+
+    repo, pub = build_repo(work)
+    dest = upstream_server.root / "el9"
+    shutil.copytree(repo, dest, dirs_exist_ok=True)
+    (dest / "RPM-GPG-KEY-test").write_bytes(pub)
+    yield f"{upstream_server.base}/el9"

@@ -16,9 +16,32 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+
+from .errors import HTTPStatusError
+
+
+class Auth(Protocol):
+    """Per-host credentials. ``challenge`` is called on a 401 with its WWW-Authenticate header and
+    returns True when it obtained new credentials (the request is then retried once)."""
+
+    def headers(self, url: str) -> Mapping[str, str]: ...
+
+    async def challenge(self, url: str, www_authenticate: str, session: aiohttp.ClientSession) -> bool: ...
+
+
+async def answer_401(
+    auth: Auth | None, url: str, headers: Mapping[str, str], session: aiohttp.ClientSession, hint: str = ""
+) -> None:
+    """The one answer to a 401 (the downloader's and push's): let ``auth`` answer the challenge and
+    return so the caller retries once; raise :class:`HTTPStatusError` when it cannot."""
+    challenge = headers.get("WWW-Authenticate", "")
+    if auth is None or not await auth.challenge(url, challenge, session):
+        raise HTTPStatusError(url, 401, f"unauthorized (check credentials{' ' + hint if hint else ''})")
+
 
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
 _REPO = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags)/")

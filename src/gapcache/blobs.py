@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from .archive import ArchiveReader
 from .errors import GapcacheError, UsageError
 from .lock import Lock
 from .root import Root
+from .store import hash_chunks, read_range
 
 log = logging.getLogger("gapcache.serve")
 
@@ -141,21 +141,11 @@ class BlobIndex:
 
 
 def _read_verified(loc: BlobLoc) -> bytes | None:
-    h = hashlib.sha256()
     keep = loc.size <= SMALL
     parts: list[bytes] = []
-    with open(loc.path, "rb") as f:
-        f.seek(loc.offset)
-        left = loc.size
-        while left:
-            chunk = f.read(min(1 << 20, left))
-            if not chunk:
-                raise GapcacheError(f"blob {loc.digest}: {loc.path} is truncated")
-            h.update(chunk)
-            if keep:
-                parts.append(chunk)
-            left -= len(chunk)
-    actual = "sha256:" + h.hexdigest()
+    actual = hash_chunks(
+        read_range(loc.path, loc.offset, loc.size, what=f"blob {loc.digest}"), parts.append if keep else None
+    )
     if actual != loc.digest:
         raise GapcacheError(f"blob {loc.digest}: {loc.path} is corrupt (hashes to {actual})")
     return b"".join(parts) if keep else None

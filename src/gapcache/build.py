@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archive import PackResult, lock_path_beside, pack
+from .auth import Auth
 from .errors import DiskFull, EnvironmentProblem, Failure, GapcacheError
-from .fetch import Auth, Downloader, FetchJob
+from .fetch import Downloader, FetchJob
 from .kinds import KINDS, ResolveContext
 from .lock import GENERATED, Artifact, Item, Lock
 from .manifest import Manifest

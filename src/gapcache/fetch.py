@@ -15,36 +15,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import errno
 import hashlib
-import json
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import aiohttp
 
+from .auth import Auth, answer_401
 from .errors import DigestMismatch, DiskFull, FetchError, HTTPStatusError
 from .progress import NullProgress, Progress
-from .store import CHUNK, Store, atomic_write, check_space
-
-
-class Auth(Protocol):
-    """Per-host credentials. ``challenge`` is called on a 401 with its WWW-Authenticate header and
-    returns True when it obtained new credentials (the request is then retried once)."""
-
-    def headers(self, url: str) -> Mapping[str, str]: ...
-
-    async def challenge(self, url: str, www_authenticate: str, session: aiohttp.ClientSession) -> bool: ...
-
+from .sources import SourceJournal
+from .store import CHUNK, Store, check_space, hash_chunks, read_range
 
 T = TypeVar("T")
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -136,46 +126,6 @@ class Downloader:
         self._shown: dict[str, int] = {}
         self._challenged: dict[str, int] = {}
 
-    # ---- the HTTP validators of unpinned URLs: an append-only journal in the store -------------
-
-    def _open_sources(self) -> None:
-        """``sources.jsonl``: one line per unpinned URL fetched (digest, size, ETag, Last-Modified).
-
-        Appended without fsync (a lost line only costs a re-download), compacted on close.
-        """
-        self._sources_path = self.store.root / "sources.jsonl"
-        self._sources: dict[str, dict[str, Any]] = {}
-        self._sources_lines = 0
-        with contextlib.suppress(OSError), open(self._sources_path, encoding="utf-8") as f:
-            for line in f:
-                with contextlib.suppress(ValueError):
-                    rec = json.loads(line)
-                    if isinstance(rec, dict) and {"url", "digest", "size"} <= rec.keys():
-                        self._sources[rec["url"]] = rec
-                        self._sources_lines += 1
-        self._sources_fd: int | None = None
-        if self.read_only:
-            return
-        with contextlib.suppress(OSError):
-            self._sources_fd = os.open(self._sources_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def _remember_source(self, record: dict[str, Any]) -> None:
-        self._sources[record["url"]] = record
-        if self._sources_fd is not None:
-            with contextlib.suppress(OSError):
-                os.write(self._sources_fd, (json.dumps(record, sort_keys=True) + "\n").encode())
-                self._sources_lines += 1
-
-    def _close_sources(self) -> None:
-        if self._sources_fd is None:
-            return
-        os.close(self._sources_fd)
-        self._sources_fd = None
-        if self._sources_lines > 2 * len(self._sources) + 100:
-            data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self._sources.values())
-            with contextlib.suppress(OSError):
-                atomic_write(self._sources_path, data.encode())
-
     async def __aenter__(self) -> Downloader:
         connector = aiohttp.TCPConnector(limit=self.concurrency * 2, limit_per_host=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
@@ -187,14 +137,14 @@ class Downloader:
         )
         if not self.read_only:
             self.store.ensure()
-        self._open_sources()
+        self._sources = SourceJournal(self.store.root / "sources.jsonl", read_only=self.read_only)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        self._close_sources()
+        self._sources.close()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -207,9 +157,9 @@ class Downloader:
 
     async def _answer_401(self, url: str, resp: aiohttp.ClientResponse, tried: bool) -> None:
         """On a 401: let the auth hook answer the challenge (once), else fail with the 401."""
-        challenge = resp.headers.get("WWW-Authenticate", "")
-        if tried or self.auth is None or not await self.auth.challenge(url, challenge, self.session):
+        if tried:
             raise HTTPStatusError(url, 401, "unauthorized (check credentials)")
+        await answer_401(self.auth, url, resp.headers, self.session)
         raise _Transient("authenticated; retrying", progressed=True, retry_after=0)
 
     # ---- public API -------------------------------------------------------------------------
@@ -331,14 +281,10 @@ class Downloader:
 
     def _copy_local(self, job: FetchJob) -> FetchResult:
         src = Path(url2pathname(urlsplit(job.url).path))
-        h = hashlib.sha256()
         tmp = self.store.tmp / f"local-{_key(job.url)}-{os.getpid()}"
         try:
-            with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                while chunk := fin.read(CHUNK):
-                    h.update(chunk)
-                    fout.write(chunk)
-            digest = "sha256:" + h.hexdigest()
+            with open(tmp, "wb") as fout:
+                digest = hash_chunks(read_range(src), fout.write)
             if job.digest and digest != job.digest:
                 raise DigestMismatch(job.url, job.digest, digest)
             size = tmp.stat().st_size
@@ -478,7 +424,7 @@ class Downloader:
                 record["etag"] = resp.headers["ETag"]
             if resp.headers.get("Last-Modified"):
                 record["last_modified"] = resp.headers["Last-Modified"]
-            self._remember_source(record)
+            self._sources.remember(record)
         return FetchResult(digest, size, size)
 
 
@@ -515,6 +461,5 @@ def _write_validator(path: Path, resp: aiohttp.ClientResponse) -> None:
 
 
 def _hash_into(h: hashlib._Hash, path: Path) -> None:
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+    for chunk in read_range(path):
+        h.update(chunk)

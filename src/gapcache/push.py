@@ -10,19 +10,20 @@ bytes and media type; tags last. Authentication: the same :class:`RegistryAuth` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
 import aiohttp
 
-from .auth import RegistryAuth
+from .auth import RegistryAuth, answer_401
 from .blobs import BlobIndex, BlobLoc
 from .errors import GapcacheError, HTTPStatusError, UsageError
 from .lock import Item, Lock
 from .names import REPO_RE
 from .progress import NullProgress, Progress
+from .store import read_range
 
 
 @dataclass
@@ -45,16 +46,10 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 async def _chunks(loc: BlobLoc, progress: Progress, key: str) -> AsyncIterator[bytes]:
-    with open(loc.path, "rb") as f:
-        f.seek(loc.offset)
-        left = loc.size
-        while left:
-            chunk = await asyncio.to_thread(f.read, min(1 << 20, left))
-            if not chunk:
-                raise GapcacheError(f"{loc.path}: blob {loc.digest} is truncated")
-            left -= len(chunk)
-            progress.advance(key, len(chunk))
-            yield chunk
+    chunks = read_range(loc.path, loc.offset, loc.size, what=f"blob {loc.digest}")
+    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        progress.advance(key, len(chunk))
+        yield chunk
 
 
 class Pusher:
@@ -76,22 +71,22 @@ class Pusher:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     async def request(
-        self, method: str, url: str, *, data: Any = None, headers: dict[str, str] | None = None
+        self, method: str, url: str, *, body: Callable[[], Any] | None = None, headers: dict[str, str] | None = None
     ) -> aiohttp.ClientResponse:
-        """One request with registry auth: answer a 401 challenge once, then retry.
-
-        (An upload body is only sent after HEAD/POST on the same repository obtained a token.)
-        """
-        for attempt in (0, 1):
+        """One request with registry auth: answer a 401 challenge once, then retry. ``body`` makes
+        the request body afresh for each attempt (a streamed upload cannot be sent twice)."""
+        for attempt in (False, True):
             resp = await self.session.request(
-                method, url, headers={**(headers or {}), **self.auth.headers(url)}, allow_redirects=False, data=data
+                method,
+                url,
+                headers={**(headers or {}), **self.auth.headers(url)},
+                allow_redirects=False,
+                data=body() if body is not None else None,
             )
             if resp.status != 401 or attempt:
                 return resp
-            challenge = resp.headers.get("WWW-Authenticate", "")
             resp.release()
-            if not await self.auth.challenge(url, challenge, self.session):
-                raise HTTPStatusError(url, 401, "unauthorized (check credentials for the target registry)")
+            await answer_401(self.auth, url, resp.headers, self.session, "for the target registry")
         raise AssertionError("unreachable")
 
     async def push_blob(self, repo: str, loc: BlobLoc) -> None:
@@ -118,11 +113,12 @@ class Pusher:
                 raise HTTPStatusError(start, resp.status, "cannot start an upload")
             location = urljoin(self.base, resp.headers["Location"])
             sep = "&" if "?" in location else "?"
+            await self.blobs.open(loc)  # verified before a byte leaves: a corrupt blob is never pushed
             self.progress.start(loc.digest, f"{repo}@{loc.digest[:19]}", loc.size)
             resp = await self.request(
                 "PUT",
                 f"{location}{sep}digest={loc.digest}",
-                data=_chunks(loc, self.progress, loc.digest),
+                body=lambda: _chunks(loc, self.progress, loc.digest),
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(loc.size)},
             )
             resp.release()
@@ -134,11 +130,11 @@ class Pusher:
             self.pushed_to[loc.digest] = repo
 
     async def put_manifest(self, repo: str, ref: str, loc: BlobLoc, media_type: str) -> None:
-        with open(loc.path, "rb") as f:
-            f.seek(loc.offset)
-            body = f.read(loc.size)
+        body = await self.blobs.open(loc)  # verified
+        if body is None:  # larger than the in-memory cache keeps
+            body = b"".join(read_range(loc.path, loc.offset, loc.size, what=f"manifest {loc.digest}"))
         url = f"{self.base}/v2/{repo}/manifests/{ref}"
-        resp = await self.request("PUT", url, data=body, headers={"Content-Type": media_type})
+        resp = await self.request("PUT", url, body=lambda: body, headers={"Content-Type": media_type})
         resp.release()
         if resp.status not in (200, 201):
             raise HTTPStatusError(url, resp.status, "manifest refused")

@@ -31,7 +31,7 @@ from .archive import ArchiveReader, VerifyReport, resolve_parts
 from .errors import ArchiveError, DiskFull, GapcacheError
 from .lock import Lock, read_lock
 from .progress import NullProgress, Progress
-from .store import Store, atomic_write, check_space, fsync_dir, hash_file
+from .store import Store, atomic_write, check_space, fsync_dir, hash_chunks, hash_file
 
 
 @dataclass
@@ -191,17 +191,17 @@ def _missing_dirs(path: Path) -> list[Path]:
 
 
 def _write_hashing(target: Path, chunks: Iterator[bytes], progress: Progress, key: str) -> str:
-    h = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def write(chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
+        progress.advance(key, len(chunk))
+
     try:
-        for chunk in chunks:
-            h.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            progress.advance(key, len(chunk))
+        digest = hash_chunks(chunks, write)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return "sha256:" + h.hexdigest()
+    return digest

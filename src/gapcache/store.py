@@ -13,7 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import DiskFull, VerifyError
@@ -63,26 +63,41 @@ def atomic_write(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def read_range(source: Path | int, offset: int = 0, length: int | None = None, *, what: str = "") -> Iterator[bytes]:
+    """The bytes of a file (a path, or an open descriptor read with ``pread``) from ``offset``:
+    ``length`` of them, or to the end. The one loop that reads stored content; a file that ends
+    early raises :class:`VerifyError`."""
+    fd = source if isinstance(source, int) else os.open(source, os.O_RDONLY)
+    try:
+        pos, left = offset, length
+        while left is None or left > 0:
+            chunk = os.pread(fd, CHUNK if left is None else min(CHUNK, left), pos)
+            if not chunk:
+                if left:
+                    raise VerifyError(f"{what or source}: truncated ({left} bytes missing)")
+                return
+            pos += len(chunk)
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
+    finally:
+        if not isinstance(source, int):
+            os.close(fd)
+
+
+def hash_chunks(chunks: Iterable[bytes], sink: Callable[[bytes], object] | None = None) -> str:
+    """sha256 of a stream of chunks, as ``sha256:<hex>``; each chunk also goes to ``sink``."""
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c)
+        if sink is not None:
+            sink(c)
+    return "sha256:" + h.hexdigest()
+
+
 def hash_file(path: Path, offset: int = 0, length: int | None = None) -> str:
     """sha256 of a file (or of ``length`` bytes at ``offset``), as ``sha256:<hex>``."""
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        if offset:
-            f.seek(offset)
-        remaining = length
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while remaining is None or remaining > 0:
-            want = CHUNK if remaining is None else min(CHUNK, remaining)
-            n = f.readinto(view[:want])
-            if not n:
-                break
-            h.update(view[:n])
-            if remaining is not None:
-                remaining -= n
-        if remaining:
-            raise VerifyError(f"{path}: {remaining} bytes missing at end")
-    return "sha256:" + h.hexdigest()
+    return hash_chunks(read_range(path, offset, length))
 
 
 class Store:

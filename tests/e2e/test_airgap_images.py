@@ -250,3 +250,45 @@ def test_push_to_the_mirror_is_refused(tmp_path: Path, upstreams: Upstreams) -> 
         )  # fmt: skip
         assert res.returncode != 0
         assert "UNSUPPORTED" in res.stderr or "405" in res.stderr or "read-only" in res.stderr, res.stderr
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file and directory under ``root`` with its size, mtime and sha256 (directories: mode)."""
+    out: dict[str, tuple[int, int, str]] = {}
+    for p in sorted(root.rglob("*")):
+        st = p.stat()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else f"dir {st.st_mode:o}"
+        out[str(p.relative_to(root))] = (st.st_size if p.is_file() else 0, st.st_mtime_ns, digest)
+    return out
+
+
+@pytest.mark.slow
+def test_plan_leaves_the_store_untouched(tmp_path: Path, upstreams: Upstreams, yum_upstream: str) -> None:
+    """DESIGN's kind contract: `build --plan` resolves (image manifests, repomd, primary, the libsolv
+    closure) but writes nothing into the store — neither a fresh one nor one a build filled."""
+    up = upstreams.plain
+    registries = f"registries:\n  {up.host}: {{insecure: true}}\n"
+    images = f"images:\n  - {up.host}/team/app:1\n  - {up.host}/team/other:2\n" + registries
+    yum = (
+        f"yum:\n  - id: sub\n    baseurl: {yum_upstream}/\n    gpgkey: [{yum_upstream}/RPM-GPG-KEY-test]\n"
+        "    mode: packages\n    packages: [pa]\n"
+        f"  - id: full\n    baseurl: {yum_upstream}/\n    gpgkey: [{yum_upstream}/RPM-GPG-KEY-test]\n"
+    )
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    first = tmp_path / "first.yaml"
+    first.write_text(f"format: 1\nimages:\n  - {up.host}/team/other:2\n" + registries)
+    store = tmp_path / "store"
+    gapcache("build", "-f", first, "-o", tmp_path / "first.tar", "--store", store, check=True, env=env)
+    m = tmp_path / "all.yaml"
+    m.write_text("format: 1\nplatforms: [linux/amd64, linux/arm64]\n" + images + yum)
+    before = _listing(store)
+    res = gapcache("build", "-f", m, "--plan", "--store", store, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "yum/sub/Packages/pc-1.0-1.noarch.rpm" in res.stdout, res.stdout  # it did resolve the closure
+    assert _listing(store) == before
+    fresh = tmp_path / "fresh-store"
+    res = gapcache("build", "-f", m, "--plan", "--store", fresh, env=env)
+    assert res.returncode == 0, res.stderr
+    assert not fresh.exists()
+    # and a real build after the plan still works from that store (nothing was half-written)
+    gapcache("build", "-f", m, "-o", tmp_path / "all.tar", "--store", store, check=True, env=env)

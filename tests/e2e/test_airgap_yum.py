@@ -6,28 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import UpstreamHandle, gapcache
-from rpmrepo import build_repo
 
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def yum_upstream(upstream_server: UpstreamHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("rpm")
-    repo, pub = build_repo(work)
-    dest = upstream_server.root / "el9"
-    shutil.copytree(repo, dest, dirs_exist_ok=True)
-    (dest / "RPM-GPG-KEY-test").write_bytes(pub)
-    yield f"{upstream_server.base}/el9"
 
 
 def manifest(path: Path, base: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -77,15 +78,8 @@ class PythonSection(BaseModel):
     requirements: list[str] = []
     requirements_files: list[str] = []
     targets: list[Target] = DEFAULT_TARGETS
-    sdists: str = "allow"
+    sdists: Literal["allow", "never"] = "allow"
     index_url: str | None = None
-
-    @field_validator("sdists")
-    @classmethod
-    def _sdists(cls, v: str) -> str:
-        if v not in ("allow", "never"):
-            raise ValueError("must be allow or never")
-        return v
 
     @field_validator("requirements")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 
@@ -14,7 +16,7 @@ class YumRepo(BaseModel):
     metalink: str | None = None
     gpgkey: list[str] = []
     arch: list[str] = ["x86_64", "noarch"]
-    mode: str = "full"
+    mode: Literal["full", "packages"] = "full"
     packages: list[str] = []
     newest_only: bool = True
     base: list[str] = []
@@ -24,13 +26,6 @@ class YumRepo(BaseModel):
     def _id(cls, v: str) -> str:
         if not v or not all(c.isalnum() or c in "-_." for c in v) or v.startswith("."):
             raise ValueError("repo id: letters, digits, '-', '_' and '.' only")
-        return v
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v: str) -> str:
-        if v not in ("full", "packages"):
-            raise ValueError("mode must be full or packages")
         return v
 
     @field_validator("baseurl", "mirrorlist", "metalink")

@@ -1,0 +1,46 @@
+"""The archive: one POSIX (PAX) tar carrying the lock first, then every blob sorted by digest.
+
+    gapcache.lock.json            (PAX header GAPCACHE.format=1; GAPCACHE.since=<sha256> if differential)
+    blobs/sha256/<hex>            sorted, each once
+    …
+
+Members have fixed owner (0/0, no names), mode 0644 and mtime 0, so the same lock and store
+give the same archive bytes. Blob data is copied by the kernel (``copy_file_range``), never
+through Python buffers. ``--split-size`` writes self-contained parts, each a complete tar
+whose first member is the same lock, and ``ARCHIVE.toc.json`` with every part's size and sha256.
+``--since OLD.lock`` leaves out blobs the far side already has. ``--compress zstd`` compresses
+the whole stream (multi-threaded).
+
+Reading (``scan``) refuses anything but the lock and ``blobs/sha256/<hex>`` regular files.
+"""
+
+from .format import ARCHIVE_FORMAT, LOCK_MEMBER, lock_path_beside, part_name, toc_path
+from .pack import PackResult, pack
+from .read import (
+    ArchiveHead,
+    ArchiveReader,
+    BlobMember,
+    VerifyReport,
+    read_head,
+    resolve_parts,
+    verify_archive,
+    verify_toc,
+)
+
+__all__ = [
+    "ARCHIVE_FORMAT",
+    "LOCK_MEMBER",
+    "ArchiveHead",
+    "ArchiveReader",
+    "BlobMember",
+    "PackResult",
+    "VerifyReport",
+    "lock_path_beside",
+    "pack",
+    "part_name",
+    "read_head",
+    "resolve_parts",
+    "toc_path",
+    "verify_archive",
+    "verify_toc",
+]

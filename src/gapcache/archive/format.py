@@ -1,0 +1,59 @@
+"""The archive format: member names, PAX headers, and the names of parts, TOC and lock files."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from pathlib import Path
+
+LOCK_MEMBER = "gapcache.lock.json"
+ARCHIVE_FORMAT = 1
+PAX_FORMAT = "GAPCACHE.format"
+PAX_SINCE = "GAPCACHE.since"
+BLOB_MEMBER = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
+RECORD = 10240
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MAX_LOCK_BYTES = 1 << 30
+
+
+def tar_header(name: str, size: int, pax: dict[str, str] | None = None) -> bytes:
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mode = 0o644
+    ti.mtime = 0
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    ti.type = tarfile.REGTYPE
+    if pax:
+        ti.pax_headers = dict(pax)
+    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def tar_pad(size: int) -> bytes:
+    return b"\0" * (-size % 512)
+
+
+def member_overhead(size: int) -> int:
+    """Bytes a blob member of ``size`` takes in the tar (header + data + padding)."""
+    return 512 + size + (-size % 512)
+
+
+def part_name(out: Path, index: int) -> Path:
+    """``deepops.tar`` → ``deepops.part001.tar`` (``.tar.zst`` keeps its double suffix)."""
+    name = out.name
+    for suffix in (".tar.zst", ".tar"):
+        if name.endswith(suffix):
+            return out.with_name(f"{name[: -len(suffix)]}.part{index:03d}{suffix}")
+    return out.with_name(f"{name}.part{index:03d}")
+
+
+def toc_path(out: Path) -> Path:
+    return (
+        out.with_name(out.name + ".toc.json")
+        if not out.name.endswith(".tar")
+        else out.with_name(out.name[: -len(".tar")] + ".toc.json")
+    )
+
+
+def lock_path_beside(out: Path) -> Path:
+    return out.with_name(out.name + ".lock.json")
