@@ -89,6 +89,13 @@ def load_credentials(env: Mapping[str, str] | None = None) -> dict[str, tuple[st
     return creds
 
 
+def _may_send_credentials(realm: str, registry_url: str) -> bool:
+    """A registry names its token service; the user's password goes there only over https, or to the
+    registry's own host (never in clear text to a third party a registry — or an attacker — names)."""
+    target, own = urlsplit(realm), urlsplit(registry_url)
+    return target.scheme == "https" or (target.hostname or "").lower() == (own.hostname or "").lower()
+
+
 class RegistryAuth:
     def __init__(
         self, credentials: dict[str, tuple[str, str]] | None = None, extra: dict[str, tuple[str, str]] | None = None
@@ -133,13 +140,18 @@ class RegistryAuth:
         query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
         headers = {}
         basic = self._basic(host)
-        if basic:
+        if basic and _may_send_credentials(realm, url):
             headers["Authorization"] = basic
         sep = "&" if "?" in realm else "?"
         async with session.get(f"{realm}{sep}{urlencode(query)}", headers=headers) as resp:
             if resp.status != 200:
                 return False
-            doc = await resp.json(content_type=None)
+            try:
+                doc = await resp.json(content_type=None)
+            except ValueError:
+                return False  # not JSON: no token (the request then fails with its 401)
+        if not isinstance(doc, dict):
+            return False
         token = doc.get("token") or doc.get("access_token")
         if not token:
             return False

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .archive import PackResult, lock_path_beside, pack
 from .auth import Auth
-from .errors import DiskFull, EnvironmentProblem, Failure, GapcacheError
+from .errors import DiskFull, EnvironmentProblem, Failure, describe
 from .fetch import Downloader, FetchJob
 from .kinds import KINDS, ResolveContext
 from .lock import GENERATED, Artifact, Item, Lock
@@ -120,8 +120,12 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         mine = [i for i in fetched if i.kind == kind.name]
         try:
             published += kind.publish(mine, store)
-        except GapcacheError as exc:
-            publish_failures.append(Failure(f"{kind.name} (generated metadata)", str(exc)))
+        except EnvironmentProblem:
+            raise
+        except Exception as exc:
+            publish_failures.append(Failure(f"{kind.name} (generated metadata)", describe(exc)))
+    if locked is not None:
+        publish_failures += generated_drift(locked, published)
     fetched = published
     result = BuildResult(items=fetched, failures=failures + fetch_failures + publish_failures, transferred=transferred)
     result.warnings = name_collisions(fetched)
@@ -141,6 +145,22 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
     result.lock_path = lock_path_beside(opts.out)
     atomic_write(result.lock_path, result.packed.lock_bytes)
     return result
+
+
+def generated_drift(locked: Lock, items: list[Item]) -> list[Failure]:
+    """``build --locked``: bytes gapcache generates again (subset repodata, metadata files) must be
+    the ones the lock pins; if not, say which and why it can happen, instead of "not in the store"."""
+    pinned = {a.path: a.digest for i in locked.items for a in i.artifacts if a.source == GENERATED}
+    out = []
+    for item in items:
+        for a in item.artifacts:
+            if a.source == GENERATED and a.path in pinned and pinned[a.path] != a.digest:
+                why = (
+                    f"generated {a.path} is {a.digest}, the lock pins {pinned[a.path]} "
+                    "(another site key or tool version?); rebuild without --locked"
+                )
+                out.append(Failure(f"{item.kind} {item.name}", why))
+    return out
 
 
 def name_collisions(items: list[Item]) -> list[str]:
@@ -173,8 +193,8 @@ async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], lis
                 res = await dl.fetch(job)
             except EnvironmentProblem:
                 raise
-            except GapcacheError as exc:
-                return Failure(f"{item.kind} {item.name}", str(exc))
+            except Exception as exc:
+                return Failure(f"{item.kind} {item.name}", describe(exc))
             transferred += res.transferred
             arts.append(art.model_copy(update={"digest": res.digest, "size": res.size}))
         return item.model_copy(update={"artifacts": arts})

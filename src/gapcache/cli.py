@@ -6,34 +6,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cli_args import count, default_store, parse_size, positive_int
 from .errors import GapcacheError, UsageError, human_bytes
 from .names import FILES_PREFIX
 
 DEFAULT_ROOT = Path("/opt/deepops")
-
-
-def default_store() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gapcache"
-
-
-def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", text.lower())
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 4G, 700M, 1048576)")
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
-    value = int(float(m.group(1)) * mult)
-    if value < 1 << 20:
-        raise argparse.ArgumentTypeError("split size must be at least 1M")
-    return value
 
 
 def _print(text: str = "") -> None:
@@ -397,8 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", metavar="ARCHIVE", help="archive to write (.tar, or .tar.zst with --compress)")
     b.add_argument("--locked", metavar="LOCK", help="fetch exactly this lock instead of resolving a manifest")
     b.add_argument("--store", metavar="DIR", help=f"build store / cache (default {default_store()})")
-    b.add_argument("--concurrency", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
-    b.add_argument("--retries", type=int, default=5, metavar="N", help="retries per transient failure (default 5)")
+    b.add_argument("--concurrency", type=positive_int, default=8, metavar="N", help="parallel downloads (default 8)")
+    b.add_argument("--retries", type=count, default=5, metavar="N", help="retries per transient failure (default 5)")
     b.add_argument("--plan", action="store_true", help="resolve and print what would be fetched; download nothing")
     b.add_argument("--split-size", type=parse_size, metavar="SIZE", help="split into self-contained parts (e.g. 4G)")
     b.add_argument("--since", metavar="OLD", help="differential: leave out blobs in OLD (a lock or archive)")
@@ -470,6 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except GapcacheError as exc:
+        if getattr(args, "json", False):  # a script reading --json gets JSON for every outcome
+            _print(json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code}, indent=1))
         _err(f"gapcache: error: {exc}")
         return exc.exit_code
     except PermissionError as exc:

@@ -105,6 +105,14 @@ class VerifyError(GapcacheError):
     pass
 
 
+def describe(exc: BaseException) -> str:
+    """One line for a failure: gapcache's own errors as they are, anything else with its type."""
+    if isinstance(exc, GapcacheError):
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

@@ -13,15 +13,18 @@ listener (a :data:`~gapcache.blobs.Handler`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..blobs import BlobIndex, Handler
-from ..errors import Failure
+from ..errors import EnvironmentProblem, Failure, describe
 from ..fetch import Downloader
 from ..lock import Item
 from ..store import Store
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,6 +45,19 @@ class ResolveContext:
 
     def fail(self, kind: str, name: str, reason: str) -> None:
         self.failures.append(Failure.of(kind, name, reason))
+
+    async def attempt(self, kind: str, name: str, work: Awaitable[T]) -> T | None:
+        """The one place an item's failure is caught: whatever goes wrong resolving one entry (a
+        404, a malformed index, an unsafe path, a parser error) becomes a failure naming it, never a
+        traceback; the other entries go on. Only environment problems (a missing tool, a full
+        disk: exit 3) stop the build."""
+        try:
+            return await work
+        except EnvironmentProblem:
+            raise
+        except Exception as exc:
+            self.fail(kind, name, describe(exc))
+            return None
 
 
 class Kind(Protocol):

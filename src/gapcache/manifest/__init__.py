@@ -108,7 +108,9 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
-def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
+def parse_manifest(text: str, source: str = "<manifest>", base_dir: Path | None = None) -> Manifest:
+    """Validate a manifest. Relative paths in it (``python.requirements_files``) are relative to
+    ``base_dir`` (the manifest's folder; default the current directory)."""
     try:
         data, lines = _compose(text)
     except yaml.MarkedYAMLError as exc:
@@ -155,6 +157,26 @@ def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
                 f"files[{seen[lp]}] with another URL"
             )
         seen.setdefault(lp, i)
+    ids: dict[str, int] = {}
+    for i, repo in enumerate(manifest.yum):
+        if repo.id in ids:
+            problems.append(
+                f"{source}:{lines.get(('yum', i), 1)}: yum[{i}].id: {repo.id!r} already used by yum[{ids[repo.id]}]"
+            )
+        ids.setdefault(repo.id, i)
+    if manifest.python is not None and manifest.python.requirements_files:
+        resolved = []
+        for i, name in enumerate(manifest.python.requirements_files):
+            path = Path(name) if Path(name).is_absolute() else (base_dir or Path.cwd()) / name
+            try:
+                path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                where = lines.get(("python", "requirements_files", i), 1)
+                problems.append(f"{source}:{where}: python.requirements_files[{i}]: {path}: {why}")
+            resolved.append(str(path.resolve()))
+        python = manifest.python.model_copy(update={"requirements_files": resolved})
+        manifest = manifest.model_copy(update={"python": python})
     if problems:
         raise ManifestError(source, problems)
     return manifest
@@ -167,4 +189,4 @@ def load_manifest(path: Path) -> Manifest:
         raise ManifestError(str(path), [f"cannot read: {exc.strerror}"]) from exc
     except UnicodeDecodeError as exc:
         raise ManifestError(str(path), [f"not UTF-8 text: {exc}"]) from exc
-    return parse_manifest(text, str(path))
+    return parse_manifest(text, str(path), path.parent)

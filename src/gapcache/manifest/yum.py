@@ -20,6 +20,8 @@ class YumRepo(BaseModel):
     packages: list[str] = []
     newest_only: bool = True
     base: list[str] = []
+    # dnf's option: with gpgkey given, repomd.xml must be signed (repomd.xml.asc) unless this is false
+    repo_gpgcheck: bool = True
 
     @field_validator("id")
     @classmethod

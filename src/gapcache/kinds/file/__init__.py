@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 
 from ...blobs import BlobIndex, Handler
-from ...errors import Failure, GapcacheError
 from ...lock import Artifact, Item
 from ...manifest.files import FileEntry
 from ...store import Store
@@ -34,10 +33,8 @@ class FileKind:
             lp = entry.logical_path()
             size = None
             if ctx.probe_sizes:
-                try:
-                    size = await ctx.downloader.head_size(entry.url)
-                except (GapcacheError, OSError) as exc:
-                    ctx.failures.append(Failure.of(self.name, lp, str(exc)))
+                size = await ctx.attempt(self.name, lp, ctx.downloader.head_size(entry.url))
+                if size is None and any(f.item == f"{self.name} {lp}" for f in ctx.failures):
                     return None
             request = entry.model_dump(exclude_none=True)
             art = Artifact(

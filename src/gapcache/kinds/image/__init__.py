@@ -26,7 +26,7 @@ import json
 from typing import Any
 
 from ...blobs import BlobIndex, Handler
-from ...errors import Failure, GapcacheError
+from ...errors import GapcacheError
 from ...lock import Artifact, Item
 from ...manifest.images import ImageEntry, ImagesSection
 from ...names import DIGEST, ImageRef, parse_ref, platform_matches
@@ -70,11 +70,7 @@ class ImageKind:
 
         async def one(entry: ImageEntry) -> Item | None:
             ref = parse_ref(entry.ref)
-            try:
-                return await resolve_image(ref, entry.platforms or default, section, ctx)
-            except (GapcacheError, OSError, ValueError, KeyError, TypeError) as exc:
-                ctx.failures.append(Failure.of(self.name, str(ref), str(exc)))
-                return None
+            return await ctx.attempt(self.name, str(ref), resolve_image(ref, entry.platforms or default, section, ctx))
 
         results = await asyncio.gather(*(one(e) for e in section.images))
         return [r for r in results if r is not None]

@@ -35,7 +35,7 @@ from urllib.parse import urldefrag, urljoin
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
 from ...blobs import BlobIndex, Handler
-from ...errors import Failure, GapcacheError
+from ...errors import GapcacheError
 from ...lock import GENERATED, Artifact, Item
 from ...manifest.python import PythonSection, Target
 from ...store import Store
@@ -228,10 +228,10 @@ class PythonKind:
         index = configured.rstrip("/") + "/"
         pins: dict[str, dict[str, str]] = {}  # target label -> project -> version
         for target in section.targets:
-            try:
-                pins[target.label()] = await compile_target(reqs, target, section, index, ctx.scratch)
-            except GapcacheError as exc:
-                ctx.failures.append(Failure.of(self.name, f"requirements for {target.label()}", str(exc)))
+            what = f"requirements for {target.label()}"
+            pinned = await ctx.attempt(self.name, what, compile_target(reqs, target, section, index, ctx.scratch))
+            if pinned is not None:
+                pins[target.label()] = pinned
         wanted: dict[tuple[str, str], list[Target]] = {}
         for target in section.targets:
             for project, version in pins.get(target.label(), {}).items():
@@ -247,20 +247,13 @@ class PythonKind:
                 pages[project] = parse_project_page(body, headers.get("Content-Type", ""), url)
             return pages[project]
 
-        async def one(project: str, version: str, targets: list[Target]) -> Item | None:
-            try:
-                files = await page(project)
-            except GapcacheError as exc:
-                ctx.failures.append(Failure.of(self.name, f"{project}=={version}", str(exc)))
-                return None
+        async def one(project: str, version: str, targets: list[Target]) -> Item:
+            files = await page(project)
             chosen: dict[str, IndexFile] = {}
             for t in targets:
                 f = choose_file(files, version, t, section.sdists)
                 if f is None:
-                    ctx.failures.append(
-                        Failure.of(self.name, f"{project}=={version}", f"no file for target {t.label()}")
-                    )
-                    return None
+                    raise GapcacheError(f"no file for target {t.label()}")
                 chosen[f.filename] = f
             arts, info = [], {}
             for f in chosen.values():
@@ -288,7 +281,9 @@ class PythonKind:
                 artifacts=arts,
             )  # fmt: skip
 
-        results = await asyncio.gather(*(one(p, v, ts) for (p, v), ts in sorted(wanted.items())))
+        results = await asyncio.gather(
+            *(ctx.attempt(self.name, f"{p}=={v}", one(p, v, ts)) for (p, v), ts in sorted(wanted.items()))
+        )
         return [r for r in results if r is not None]
 
     def publish(self, items: list[Item], store: Store) -> list[Item]:

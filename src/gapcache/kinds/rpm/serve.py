@@ -19,12 +19,14 @@ class YumRepos:
         self.public_url = public_url
         self.tree = FilesTree(items, blobs, prefix="yum/")
         self.repos = {str(i.resolved["id"]): list(i.resolved.get("keys", [])) for i in items}
+        # a full mirror of an unsigned repomd cannot ask dnf to check a signature it does not have
+        self.signed = {str(i.resolved["id"]): bool(i.resolved.get("signed", True)) for i in items}
 
     def repo_file(self, repo_id: str, base: str) -> str:
         keys = " ".join(f"{base}/gpgkeys/{k}" for k in self.repos[repo_id])
         return (
             f"[{repo_id}]\nname={repo_id} (gapcache mirror)\nbaseurl={base}/{repo_id}/\nenabled=1\n"
-            f"gpgcheck=1\nrepo_gpgcheck=1\ngpgkey={keys}\n"
+            f"gpgcheck=1\nrepo_gpgcheck={int(self.signed[repo_id])}\ngpgkey={keys}\n"
         )
 
     def _base(self, request: web.BaseRequest) -> str:
