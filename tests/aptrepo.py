@@ -156,6 +156,32 @@ def build_apt_repos(work: Path) -> AptRepos:
     return AptRepos(suite=suite, flat=flat, public_key=pub, keyring=keyring, gnupg=home, fingerprint=fpr)
 
 
+_SERVED: dict[Path, AptRepos] = {}
+
+
+def served_apt_repos(upstream_root: Path) -> AptRepos:
+    """The repositories built once under ``upstream_root/apt`` (the session ``upstream_server``'s
+    tree: ``/apt/suite``, ``/apt/flat``, ``/apt/key.gpg`` binary, ``/apt/key.asc`` armored)."""
+    if upstream_root not in _SERVED:
+        repos = build_apt_repos(upstream_root / "apt")
+        (upstream_root / "apt/key.asc").write_bytes(repos.public_key)
+        _SERVED[upstream_root] = repos
+    return _SERVED[upstream_root]
+
+
+def host_debian_source() -> tuple[str, str] | None:
+    """(URI, suite) of the first deb822 stanza of the host's apt sources with the main component."""
+    from debian.deb822 import Deb822
+
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for stanza in Deb822.iter_paragraphs(path.read_text()):
+            if "deb" in stanza.get("Types", "").split() and "main" in stanza.get("Components", "").split():
+                uris, suites = stanza.get("URIs", "").split(), stanza.get("Suites", "").split()
+                if uris and suites and uris[0].startswith(("http://", "https://")):
+                    return uris[0], suites[0]
+    return None
+
+
 if __name__ == "__main__":  # python tests/aptrepo.py DIR: build and leave it there to look at
     import sys
 

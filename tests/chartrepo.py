@@ -66,11 +66,14 @@ spec:
 """.replace("SIDECAR", WEB_SIDECAR)
 
 
-def web_images(version: str) -> list[str]:
+WEB_REPO = "127.0.0.1:5000/fixtures/web"
+
+
+def web_images(version: str, web_repo: str = WEB_REPO) -> list[str]:
     """What discovery should find in ``web`` ``version`` with its default values."""
     return sorted(
         [
-            f"127.0.0.1:5000/fixtures/web:{version}",
+            f"{web_repo}:{version}",
             "quay.io/fixtures/init:0.9",
             WEB_SIDECAR,
             "registry.k8s.io/fixtures/job:2.0",
@@ -114,9 +117,9 @@ def package(src: Path, dest: Path) -> Path:
             return Path(chart.save(dest))
 
 
-def web_chart(root: Path, version: str, dest: Path) -> Path:
+def web_chart(root: Path, version: str, dest: Path, web_repo: str = WEB_REPO) -> Path:
     values = {
-        "image": {"repository": "127.0.0.1:5000/fixtures/web", "tag": ""},
+        "image": {"repository": web_repo, "tag": ""},
         "init": {"image": {"registry": "quay.io", "repository": "fixtures/init", "tag": "0.9"}},
         "job": {"image": "registry.k8s.io/fixtures/job:2.0"},
     }
@@ -187,8 +190,9 @@ class ChartRepos:
 
 
 @contextlib.contextmanager
-def chart_repos(tmp: Path) -> Iterator[ChartRepos]:
-    """Two served chart repositories; ``app`` in ``main`` depends on ``lib`` in ``libs``."""
+def chart_repos(tmp: Path, web_repo: str = WEB_REPO) -> Iterator[ChartRepos]:
+    """Two served chart repositories; ``app`` in ``main`` depends on ``lib`` in ``libs``; ``web``
+    runs ``<web_repo>:<version>`` (a registry the test seeds with that image)."""
     src = tmp / "src"
     with serve_dir(tmp / "main") as main_url, serve_dir(tmp / "libs") as libs_url:
         main, libs = Repo(tmp / "main", main_url), Repo(tmp / "libs", libs_url)
@@ -198,7 +202,7 @@ def chart_repos(tmp: Path) -> Iterator[ChartRepos]:
         for v in ("1.0.0", "1.1.0"):
             app = write_chart(src, "app", v, values={"lib": {"enabled": True}}, dependencies=dep)
             main.charts[f"app-{v}"] = package(app, main.root)
-            main.charts[f"web-{v}"] = web_chart(src, v, main.root)
+            main.charts[f"web-{v}"] = web_chart(src, v, main.root, web_repo)
         main.charts["needs-0.1.0"] = needs_chart(src, main.root)
         main.index()
         libs.index()

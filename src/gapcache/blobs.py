@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ log = logging.getLogger("gapcache.serve")
 
 SMALL = 256 * 1024  # blobs up to this size are kept in memory once verified
 SMALL_CACHE_BYTES = 256 << 20
+MAX_LOGGED = 512  # characters of a client-chosen path or request line written to a log
 
 
 @dataclass(frozen=True)
@@ -154,36 +156,30 @@ def _read_verified(loc: BlobLoc) -> bytes | None:
 # ---- responses ---------------------------------------------------------------------------------------
 
 
-def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
-    """One ``bytes=`` range → (start, end exclusive); None: serve whole; False: unsatisfiable."""
-    if not header:
-        return None
-    header = header.strip()
-    if not header.startswith("bytes=") or "," in header:
-        return None  # other units or multiple ranges: ignore the header (RFC 9110 allows it)
-    spec = header[6:].strip()
-    first, sep, last = spec.partition("-")
-    if not sep or len(spec) > 40:
+def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | bool | None:
+    """The request's one ``bytes=`` range → (start, end exclusive); None: serve whole; False:
+    unsatisfiable (416). Parsed by aiohttp (``request.http_range``: ASCII digits only, one range);
+    anything it refuses — other units, several ranges, ``1_0``, ``+1``, non-ASCII digits, an
+    inverted range — is ignored, as RFC 9110 allows."""
+    header = request.headers.get("Range")
+    if header is None:
         return None
     try:
-        if first == "":
-            n = int(last)
-            if n <= 0:
-                return False
-            return (max(0, size - n), size)
-        start = int(first)
-        end = int(last) + 1 if last else size
+        rng = request.http_range
     except ValueError:
         return None
-    if start < 0 or (last and end - 1 < start):
-        return None  # inverted: syntactically invalid, ignore
+    if header.partition("=")[2].startswith("-"):  # suffix: the last N bytes; N = 0 cannot be satisfied
+        n = -(rng.start or 0)
+        return (max(0, size - n), size) if n > 0 and size > 0 else False
+    start = rng.start or 0
     if start >= size:
         return False
-    return (start, min(end, size))
+    return (start, size if rng.stop is None else min(rng.stop, size))
 
 
 class _SendfileResponse(web.StreamResponse):
-    """Sends ``count`` bytes of a file from ``offset`` with the kernel's sendfile."""
+    """Sends ``count`` bytes of a file from ``offset``: the loop's ``sendfile`` (asyncio), else
+    :func:`_send_bounded` (uvloop has no ``loop.sendfile``)."""
 
     def __init__(self, loc: BlobLoc, offset: int, count: int, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
@@ -201,19 +197,73 @@ class _SendfileResponse(web.StreamResponse):
             raise ConnectionResetError("connection lost")
         loop = asyncio.get_running_loop()
         with open(self._loc.path, "rb") as f:
+            start = self._loc.offset + self._offset
             try:
-                await loop.sendfile(transport, f, self._loc.offset + self._offset, self._count)
+                await loop.sendfile(transport, f, start, self._count)
             except NotImplementedError:
-                f.seek(self._loc.offset + self._offset)
-                left = self._count
-                while left:
-                    chunk = await loop.run_in_executor(None, f.read, min(1 << 20, left))
-                    if not chunk:
-                        raise ConnectionResetError("blob truncated") from None
-                    await writer.write(chunk)
-                    left -= len(chunk)
+                await _send_bounded(transport, writer, f.fileno(), start, self._count)
         await super().write_eof()
         return writer
+
+
+CHUNK = 16 * 1024  # the most a connection ever has queued in user space
+SEND_TIMEOUT = 60.0  # like nginx's send_timeout: a client that takes nothing for this long is dropped
+
+
+async def _send_bounded(
+    transport: asyncio.Transport, writer: AbstractStreamWriter, fd: int, offset: int, count: int
+) -> None:
+    """Send without ever queueing more than :data:`CHUNK` bytes for a client that does not read.
+
+    While the transport's buffer is empty, ``os.sendfile`` goes straight to the socket (zero copy;
+    the kernel takes what fits in the socket buffer). When the socket is full, one CHUNK read from
+    the file is queued through the transport, and nothing more is sent until it has drained — the
+    transport's write limits are set to 0 for that, so ``drain()`` waits for an empty buffer.
+    """
+    loop = asyncio.get_running_loop()
+    sock = transport.get_extra_info("socket")
+    sockfd = sock.fileno() if sock is not None else -1
+    transport.set_write_buffer_limits(high=0, low=0)
+    try:
+        while count:
+            if transport.get_write_buffer_size():
+                await _drained(transport, writer)
+            if transport.is_closing():
+                raise ConnectionResetError("connection lost")
+            sent = 0
+            if sockfd >= 0 and not transport.get_write_buffer_size():  # never ahead of queued bytes
+                try:
+                    sent = os.sendfile(sockfd, fd, offset, min(count, 1 << 30))
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK):
+                        raise ConnectionResetError(str(exc)) from exc
+                    sockfd = -1  # no sendfile for this file or socket: copy in chunks
+                else:
+                    if sent == 0:
+                        raise ConnectionResetError("blob truncated")
+            if not sent:
+                chunk = await loop.run_in_executor(None, os.pread, fd, min(CHUNK, count), offset)
+                if not chunk:
+                    raise ConnectionResetError("blob truncated")
+                transport.write(chunk)
+                sent = len(chunk)
+            offset += sent
+            count -= sent
+        if transport.get_write_buffer_size():
+            await _drained(transport, writer)
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits()
+
+
+async def _drained(transport: asyncio.Transport, writer: AbstractStreamWriter) -> None:
+    try:
+        await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
+    except asyncio.TimeoutError:
+        transport.abort()
+        raise ConnectionResetError(f"the client took nothing for {SEND_TIMEOUT:.0f} s") from None
 
 
 async def send_blob(
@@ -235,7 +285,7 @@ async def send_blob(
     except (GapcacheError, OSError) as exc:
         log.error("refusing to serve %s: %s", loc.digest, exc)
         return web.Response(status=500, text="blob failed verification\n")
-    rng = parse_range(request.headers.get("Range"), loc.size)
+    rng = byte_range(request, loc.size)
     if request.headers.get("If-Range") and request.headers["If-Range"].strip() != etag:
         rng = None
     status, start, end = 200, 0, loc.size
@@ -257,10 +307,25 @@ async def send_blob(
 
 
 class MissLog:
-    """Appends one JSON line per request the mirrors could not answer (O_APPEND: safe across workers)."""
+    """``misses.jsonl``: one JSON line per request the mirrors could not answer (time, listener,
+    path, status), appended with O_APPEND (safe across workers) — and bounded whatever clients do.
 
-    def __init__(self, path: Path | None) -> None:
+    A path is cut to :data:`MAX_LOGGED` characters. The first miss of a (listener, path, status) is
+    written at once; repeats are counted and written every ``flush_every`` seconds as one line with
+    ``count`` (the repeats since the line before). The file stops growing at ``max_bytes`` (said
+    once in the server log); misses are recorded again if it is truncated or rotated by copy.
+    """
+
+    MAX_KEYS = 4096  # distinct misses counted in memory between flushes
+
+    def __init__(self, path: Path | None, max_bytes: int = 64 << 20, flush_every: float = 60.0) -> None:
         self.fd: int | None = None
+        self.path = path
+        self.max_bytes = max_bytes
+        self.flush_every = flush_every
+        self._repeats: dict[tuple[str, str, int], int] = {}
+        self._flushed = time.monotonic()
+        self._full = False
         if path is not None:
             try:
                 self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -269,23 +334,56 @@ class MissLog:
 
     def close(self) -> None:
         if self.fd is not None:
+            self.flush()
             os.close(self.fd)
             self.fd = None
 
     def record(self, listener: str, path: str, status: int) -> None:
         if self.fd is None:
             return
-        line = json.dumps(
-            {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "listener": listener,
-                "path": path[:2048],
-                "status": status,
-            },
-            sort_keys=True,
-        )
+        key = (listener, path[:MAX_LOGGED], status)
+        seen = self._repeats.get(key)
+        if seen is not None:
+            self._repeats[key] = seen + 1
+        else:
+            if len(self._repeats) >= self.MAX_KEYS:
+                self.flush(forget=True)
+            self._repeats[key] = 0
+            self._write([self._line(key, 1)])
+        if time.monotonic() - self._flushed >= self.flush_every:
+            self.flush()
+
+    def flush(self, forget: bool = False) -> None:
+        """Write the repeats counted since the last flush; forget the misses that did not repeat."""
+        self._flushed = time.monotonic()
+        lines = [self._line(key, n) for key, n in self._repeats.items() if n]
+        self._repeats = {} if forget else {key: 0 for key, n in self._repeats.items() if n}
+        self._write(lines)
+
+    @staticmethod
+    def _line(key: tuple[str, str, int], count: int) -> bytes:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "listener": key[0],
+            "path": key[1],
+            "status": key[2],
+        }
+        if count > 1:
+            entry["count"] = count
+        return (json.dumps(entry, sort_keys=True) + "\n").encode()
+
+    def _write(self, lines: list[bytes]) -> None:
+        if self.fd is None or not lines:
+            return
+        data = b"".join(lines)
         with contextlib.suppress(OSError):
-            os.write(self.fd, (line + "\n").encode())
+            if os.fstat(self.fd).st_size + len(data) > self.max_bytes:
+                if not self._full:
+                    log.warning("%s reached %d bytes: no more misses are recorded", self.path, self.max_bytes)
+                self._full = True
+                return
+            self._full = False
+            os.write(self.fd, data)
 
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]

@@ -36,6 +36,7 @@ class BuildOptions:
     compress: str | None = None
     progress: Progress = field(default_factory=NullProgress)
     auth: Auth | None = field(default_factory=_default_auth)
+    upstreams: dict[str, str] = field(default_factory=dict)  # --upstream HOST=URL (over the manifest's)
 
 
 @dataclass
@@ -73,7 +74,12 @@ async def plan(manifest: Manifest, opts: BuildOptions) -> BuildResult:
     """Resolve (metadata only, sizes probed with HEAD) without downloading any content."""
     store = Store(opts.store)
     async with Downloader(
-        store, concurrency=opts.concurrency, retries=opts.retries, auth=opts.auth, read_only=True
+        store,
+        concurrency=opts.concurrency,
+        retries=opts.retries,
+        auth=opts.auth,
+        read_only=True,
+        upstreams={**manifest.upstreams, **opts.upstreams},
     ) as dl:
         items, failures, _ = await resolve(manifest, dl, probe_sizes=True)
     return BuildResult(items=items, failures=failures)
@@ -89,6 +95,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         retries=opts.retries,
         progress=opts.progress,
         auth=opts.auth,
+        upstreams={**(manifest.upstreams if manifest else {}), **opts.upstreams},
     ) as dl:
         if locked is not None:
             items, failures = list(locked.items), list[Failure]()
@@ -188,7 +195,10 @@ async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], lis
             if art.source == GENERATED:  # produced by the kind's publish step, not downloaded
                 arts.append(art)
                 continue
-            job = FetchJob(art.source, art.digest, art.size, label=art.path)
+            # a JSON document type (OCI/Docker manifests and indexes) is asked for by its media type:
+            # a registry answers a manifest request by Accept (404, or a conversion, otherwise)
+            accept = art.media_type if art.media_type.endswith("+json") else None
+            job = FetchJob(art.source, art.digest, art.size, label=art.path, accept=accept)
             try:
                 res = await dl.fetch(job)
             except EnvironmentProblem:

@@ -4,142 +4,19 @@ verification failed; 2 usage or manifest error; 3 environment (disk space, permi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .cli_args import count, default_store, parse_size, positive_int
+from . import __version__, cli_inventory, cli_profile
+from .cli_args import _err, _print, _run, count, default_store, parse_size, positive_int
+from .cli_build import _registry_auth, cmd_build
 from .errors import GapcacheError, UsageError, human_bytes
 from .names import FILES_PREFIX
 
 DEFAULT_ROOT = Path("/opt/deepops")
-
-
-def _print(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def _run(coro: Any) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(coro)
-
-
-# ---- build ----------------------------------------------------------------------------------------
-
-
-def _registry_auth(values: list[str]) -> Any:
-    from .auth import RegistryAuth, parse_auth_option
-
-    try:
-        return RegistryAuth(extra=dict(parse_auth_option(v) for v in values))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-
-
-def cmd_build(args: argparse.Namespace) -> int:
-    from .archive import read_head
-    from .build import BuildOptions, build, plan
-    from .lock import read_lock
-    from .manifest import load_manifest
-    from .progress import make_progress
-
-    if args.locked and args.file:
-        raise UsageError("give either -f MANIFEST or --locked LOCK, not both")
-    if not args.locked and not args.file:
-        raise UsageError("give a manifest with -f MANIFEST (or --locked LOCK)")
-    manifest = load_manifest(Path(args.file)) if args.file else None
-    locked = read_lock(Path(args.locked)) if args.locked else None
-    since = None
-    if args.since:
-        sp = Path(args.since)
-        since = read_head(sp).lock if sp.name.endswith((".tar", ".tar.zst")) else read_lock(sp)
-    opts = BuildOptions(
-        auth=_registry_auth(args.registry_auth),
-        store=Path(args.store) if args.store else default_store(),
-        out=Path(args.output) if args.output else None,
-        concurrency=args.concurrency,
-        retries=args.retries,
-        split_size=args.split_size,
-        since=since,
-        compress=args.compress,
-        progress=make_progress(args.quiet or args.json),
-    )
-    if args.plan:
-        if manifest is None:
-            raise UsageError("--plan needs a manifest (-f)")
-        result = _run(plan(manifest, opts))
-        rows = [(a.path, a.size, a.source) for i in result.items for a in i.artifacts]
-        if args.json:
-            _print(
-                json.dumps(
-                    {
-                        "ok": result.ok,
-                        "artifacts": [{"path": p, "size": s, "source": src} for p, s, src in rows],
-                        "failed": [{"item": f.item, "reason": f.reason} for f in result.failures],
-                    },
-                    indent=1,
-                )
-            )
-        else:
-            for p, s, src in rows:
-                _print(f"{human_bytes(s) if s is not None else '?':>10}  {p}  <- {src}")
-            known = sum(s for _, s, _ in rows if s is not None)
-            _print(f"{len(rows)} artifact(s), {human_bytes(known)} known")
-            for f in result.failures:
-                _print(f"UNRESOLVED {f.item}: {f.reason}")
-        return 0 if result.ok else 1
-    if opts.out is None:
-        raise UsageError("give the archive to write with -o ARCHIVE.tar (or use --plan)")
-    result = _run(build(manifest, opts, locked))
-    for w in result.warnings:
-        _err(f"warning: {w}")
-    if args.json:
-        _print(
-            json.dumps(
-                {
-                    "ok": result.ok,
-                    "failed": [{"item": f.item, "reason": f.reason} for f in result.failures],
-                    "archive": [str(p) for p in result.packed.parts] if result.packed else [],
-                    "toc": str(result.packed.toc) if result.packed and result.packed.toc else None,
-                    "lock": str(result.lock_path) if result.lock_path else None,
-                    "items": len(result.items),
-                    "bytes_downloaded": result.transferred,
-                },
-                indent=1,
-            )
-        )
-    elif result.ok and result.packed:
-        for p in result.packed.parts:
-            _err(f"wrote {p} ({human_bytes(p.stat().st_size)})")
-        if result.packed.toc:
-            _err(f"wrote {result.packed.toc}")
-        _err(f"wrote {result.lock_path}")
-        _err(
-            f"{len(result.items)} item(s), {result.packed.blobs} blob(s), "
-            f"{human_bytes(result.packed.blob_bytes)}; downloaded {human_bytes(result.transferred)}"
-        )
-    if not result.ok:
-        if not args.json:
-            _err(f"build failed: {len(result.failures)} item(s) failed; no archive written")
-            for f in result.failures:
-                _err(f"  {f.item}: {f.reason}")
-        return 1
-    return 0
-
-
-# ---- ls / verify -------------------------------------------------------------------------------------
 
 
 def _lock_rows(lock: Any) -> list[tuple[str, str, int]]:
@@ -210,6 +87,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     root = Root(Path(args.root))
     result = root.load([Path(a) for a in args.archive], make_progress(args.quiet))
+    for digest in result.repaired:
+        _err(f"{args.root}: blob {digest} was corrupt in the root; restored from the archive")
     if result.already_loaded:
         _err(f"{args.root}: already loaded ({result.lock_name}); nothing changed")
     else:
@@ -237,6 +116,8 @@ def _serve_config(args: argparse.Namespace) -> Any:
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.max_connections is not None and args.max_connections < 1:
+        raise UsageError("--max-connections must be at least 1")
     return ServeConfig(
         root=Path(args.root) if args.root else None,
         archive=[Path(a) for a in getattr(args, "serve_archive", None) or []],
@@ -246,6 +127,9 @@ def _serve_config(args: argparse.Namespace) -> Any:
         workers=args.workers,
         access_log=not args.no_access_log,
         loop=args.loop,
+        header_timeout=args.header_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
     )
 
 
@@ -334,6 +218,27 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the ports")
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (default uvloop)")
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="close a connection that has sent no complete request header within S seconds (default 60)",
+    )
+    p.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=75.0,
+        metavar="S",
+        help="close a connection idle for S seconds between requests (default 75)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="connections per process: past N, those that sent no request yet are closed, else new ones "
+        "get 503 (default: half the open-file limit)",
+    )
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -376,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(parallel, resumable, verified) and pack ARCHIVE. Nothing is written unless all "
         "items succeed.",
     )
-    b.add_argument("-f", "--file", metavar="MANIFEST", help="manifest (YAML, format: 1)")
+    cli_profile.add_build_options(b)  # -f MANIFEST (repeatable), --profile NAME, --upstream HOST=URL
     b.add_argument("-o", "--output", metavar="ARCHIVE", help="archive to write (.tar, or .tar.zst with --compress)")
     b.add_argument("--locked", metavar="LOCK", help="fetch exactly this lock instead of resolving a manifest")
     b.add_argument("--store", metavar="DIR", help=f"build store / cache (default {default_store()})")
@@ -441,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_auth_option(pu, "target credentials")
     pu.add_argument("-q", "--quiet", action="store_true")
     pu.set_defaults(func=cmd_push)
+    cli_inventory.add_commands(sub)
+    cli_profile.add_commands(sub)
     return p
 
 

@@ -1,11 +1,13 @@
-"""Argument types and defaults of the command line (argparse ``type=`` callables)."""
+"""Argument types and defaults of the command line (argparse ``type=`` callables), and its output."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 
 def default_store() -> Path:
@@ -42,3 +44,22 @@ def parse_size(text: str) -> int:
     if value < 1 << 20:
         raise argparse.ArgumentTypeError("split size must be at least 1M")
     return value
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio
+
+        return asyncio.run(coro)

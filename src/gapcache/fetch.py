@@ -5,6 +5,8 @@
   timeouts, a body cut short, 5xx, 408, and 429 (honouring ``Retry-After``);
 - resume: bytes already received sit in ``tmp/partial-<key>``; the next attempt (in this run or
   after a crash) asks for the rest with ``Range`` and continues the hash where it stopped;
+- builds sharing a store: ``partial-<key>`` is written only under a ``flock`` on ``partial-<key>.lock``
+  (dropped by the kernel on kill -9); another build waits, then takes the blob from the store;
 - every byte hashed while streaming; a blob enters the store only if its sha256 matched;
 - a blob already in the store is never downloaded again; for URLs without a pinned digest the
   last ETag/Last-Modified is kept so a re-run asks with ``If-None-Match``/``If-Modified-Since``;
@@ -20,6 +22,7 @@ import errno
 import hashlib
 import os
 import random
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +37,8 @@ from .auth import Auth, answer_401
 from .errors import DigestMismatch, DiskFull, FetchError, HTTPStatusError
 from .progress import NullProgress, Progress
 from .sources import SourceJournal
-from .store import CHUNK, Store, check_space, hash_chunks, read_range
+from .store import CHUNK, Store, check_space, hash_chunks, lock_file, read_range, try_lock, unlock_file
+from .upstreams import rewriter
 
 T = TypeVar("T")
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -47,6 +51,7 @@ class FetchJob:
     digest: str | None = None
     size: int | None = None
     label: str = ""
+    accept: str | None = None  # e.g. an OCI manifest's media type: registries answer by Accept
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,10 @@ class Downloader:
         auth: Auth | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         read_only: bool = False,
+        upstreams: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
+        self._url = rewriter(upstreams)  # DESIGN "Upstreams": where a request goes; names and auth keep the URL
         self.read_only = read_only  # metadata only (a plan): nothing is written into the store
         self.concurrency = concurrency
         self.retries = retries
@@ -137,6 +144,7 @@ class Downloader:
         )
         if not self.read_only:
             self.store.ensure()
+            self.store.remove_stale_temps()
         self._sources = SourceJournal(self.store.root / "sources.jsonl", read_only=self.read_only)
         return self
 
@@ -191,11 +199,11 @@ class Downloader:
 
     async def head_size(self, url: str) -> int | None:
         """Size of ``url`` from a HEAD request (None when the upstream does not say)."""
-        if urlsplit(url).scheme == "file":
-            return Path(url2pathname(urlsplit(url).path)).stat().st_size
+        if urlsplit(self._url(url)).scheme == "file":
+            return Path(url2pathname(urlsplit(self._url(url)).path)).stat().st_size
 
         async def once() -> int | None:
-            async with self.session.head(url, headers=self._headers(url), allow_redirects=True) as resp:
+            async with self.session.head(self._url(url), headers=self._headers(url), allow_redirects=True) as resp:
                 self._raise_for_status(url, resp)
                 return resp.content_length
 
@@ -213,7 +221,7 @@ class Downloader:
 
         async def once() -> tuple[bytes, dict[str, str]]:
             nonlocal challenged
-            async with self.session.get(url, headers={**self._headers(url), **(headers or {})}) as resp:
+            async with self.session.get(self._url(url), headers={**self._headers(url), **(headers or {})}) as resp:
                 if resp.status == 401:
                     was, challenged = challenged, True
                     await self._answer_401(url, resp, was)
@@ -266,7 +274,7 @@ class Downloader:
         label = job.label or job.url
         self.progress.start(label, label, job.size)
         try:
-            if urlsplit(job.url).scheme == "file":
+            if urlsplit(self._url(job.url)).scheme == "file":
                 result = await asyncio.to_thread(self._copy_local, job)
                 self.progress.advance(label, result.transferred)
             else:
@@ -280,10 +288,12 @@ class Downloader:
         return result
 
     def _copy_local(self, job: FetchJob) -> FetchResult:
-        src = Path(url2pathname(urlsplit(job.url).path))
-        tmp = self.store.tmp / f"local-{_key(job.url)}-{os.getpid()}"
+        src = Path(url2pathname(urlsplit(self._url(job.url)).path))
+        fd, name = tempfile.mkstemp(dir=self.store.tmp, prefix=f"local-{os.getpid()}-")
+        tmp = Path(name)
         try:
-            with open(tmp, "wb") as fout:
+            try_lock(fd)
+            with os.fdopen(fd, "wb") as fout:
                 digest = hash_chunks(read_range(src), fout.write)
             if job.digest and digest != job.digest:
                 raise DigestMismatch(job.url, job.digest, digest)
@@ -301,6 +311,24 @@ class Downloader:
 
     async def _download(self, job: FetchJob, label: str) -> FetchResult:
         partial = self.store.tmp / f"partial-{_key(job.url, job.digest or '')}"
+        lock, delay, waited = partial.with_name(partial.name + ".lock"), 0.02, False
+        while (fd := lock_file(lock)) is None:  # another build sharing the store is fetching it
+            waited = True
+            if job.digest and self.store.has(job.digest, job.size):
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        try:
+            if job.digest and self.store.has(job.digest, job.size):  # it was fetched meanwhile
+                return FetchResult(job.digest, self.store.path(job.digest).stat().st_size, 0)
+            if waited and job.digest is None:
+                self._sources.refresh(job.url)  # its validators: a 304 instead of a second download
+            return await self._download_locked(job, label, partial)
+        finally:
+            if fd is not None:
+                unlock_file(lock, fd)
+
+    async def _download_locked(self, job: FetchJob, label: str, partial: Path) -> FetchResult:
         fruitless = 0  # attempts in a row that received nothing
         total_attempts = 0
         restarted = False
@@ -342,6 +370,8 @@ class Downloader:
         if offset:
             await asyncio.to_thread(_hash_into, h, partial)
         headers = self._headers(job.url)
+        if job.accept:
+            headers["Accept"] = job.accept
         cached = self._sources.get(job.url) if job.digest is None and not offset else None
         if cached and self.store.has(cached["digest"], cached["size"]):
             if cached.get("etag"):
@@ -356,7 +386,7 @@ class Downloader:
                 headers["If-Range"] = validator
         got = 0
         try:
-            async with self.session.get(job.url, headers=headers) as resp:
+            async with self.session.get(self._url(job.url), headers=headers) as resp:
                 if resp.status == 401:
                     self._challenged[job.url] = self._challenged.get(job.url, 0) + 1
                     await self._answer_401(job.url, resp, challenged)
@@ -413,6 +443,10 @@ class Downloader:
         digest = "sha256:" + h.hexdigest()
         if job.digest and digest != job.digest:
             raise _Mismatch(digest, resumed=resp.status in (206, 416))
+        on_disk = partial.stat().st_size
+        if on_disk != size:  # what was hashed is not what is on disk: never name it by that digest
+            _drop_partial(partial)
+            raise _Transient(f"{partial.name}: {on_disk} bytes on disk, not {size}; start over", progressed=True)
         if job.size is not None and size != job.size:
             _drop_partial(partial)
             raise FetchError(job.url, f"size mismatch: expected {job.size} bytes, got {size}")

@@ -10,9 +10,12 @@ Layout (DESIGN "Decisions"):
     tmp/                    staging on the same filesystem
 
 A load streams each archive part, refuses unsafe members and blobs the lock does not list,
-hashes every blob into ``tmp/load-*/``, checks the lock's blobs are all present (in the archive or
-already in the root), then moves the blobs into place, writes the lock and switches ``current``.
-A failed load removes its staging and every directory it created: no new file is left behind.
+hashes every blob into ``tmp/load-<pid>-*/``, checks the lock's blobs are all present (in the archive
+or already in the root), then moves the blobs into place, writes the lock and switches ``current``.
+A blob the root already holds is re-hashed when the archive carries it, and replaced if corrupt.
+With a TOC, each part is checked against its size and sha256 and the lock against its digest.
+A failed load removes its staging, the blobs and lock it wrote, and every directory it created:
+no new file is left behind. Files are 0644 and directories 0755: a non-root ``serve`` reads them.
 """
 
 from __future__ import annotations
@@ -24,14 +27,25 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .archive import ArchiveReader, VerifyReport, resolve_parts
+from .archive import ArchiveHead, ArchiveReader, ArchiveSet, VerifyReport, archive_set
 from .errors import ArchiveError, DiskFull, GapcacheError
 from .lock import Lock, read_lock
 from .progress import NullProgress, Progress
-from .store import Store, atomic_write, check_space, fsync_dir, hash_chunks, hash_file
+from .store import (
+    DIR_MODE,
+    FILE_MODE,
+    Store,
+    atomic_write,
+    check_space,
+    fsync_dir,
+    hash_chunks,
+    hash_file,
+    remove_stale,
+    try_lock,
+)
 
 
 @dataclass
@@ -40,6 +54,7 @@ class LoadResult:
     blobs_added: int
     bytes_added: int
     already_loaded: bool
+    repaired: list[str] = field(default_factory=list)  # blobs that were corrupt in the root, restored
 
 
 class Root:
@@ -66,98 +81,44 @@ class Root:
     # ---- load ----------------------------------------------------------------------------------
 
     def load(self, archives: list[Path], progress: Progress | None = None) -> LoadResult:
+        """Load an archive (its parts, or a TOC; lock files beside them are recognised and skipped)."""
         progress = progress or NullProgress()
-        parts = resolve_parts(archives)
-        for p in parts:
+        found = archive_set(archives)
+        if not found.parts:
+            raise GapcacheError("no archive given (only lock files)")
+        for p in found.parts:
             if not p.is_file():
                 raise GapcacheError(f"{p}: no such archive part")
+        if found.toc is not None:
+            for part, size, _ in found.toc.parts:
+                if part.stat().st_size != size:
+                    raise ArchiveError(
+                        f"{part}: {part.stat().st_size} bytes, the table of contents says {size}; "
+                        "re-send this part (nothing was loaded)"
+                    )
         created = _missing_dirs(self.path)
         try:
-            return self._load(parts, progress)
+            return _Load(self, found, progress).run()
         except BaseException:
             for d in reversed(created):
                 with contextlib.suppress(OSError):
                     d.rmdir()
             raise
 
-    def _load(self, parts: list[Path], progress: Progress) -> LoadResult:
-        with ArchiveReader(parts[0]) as first:
-            head = first.head
-        lock = head.lock
-        lock_name = hashlib.sha256(head.lock_bytes).hexdigest() + ".json"
-        expected = lock.blobs()
-        if (
-            (self.locks / lock_name).is_file()
-            and self.current_file.is_file()
-            and self.current_name() == lock_name
-            and all(self.store.has(d, s) for d, s in expected.items())
-        ):
-            return LoadResult(lock_name, 0, 0, already_loaded=True)
-        needed = sum(s for d, s in expected.items() if not self.store.has(d, s))
-        self.store.tmp.mkdir(parents=True, exist_ok=True)
-        check_space(self.store.tmp, needed)
-        staging = Path(tempfile.mkdtemp(prefix="load-", dir=self.store.tmp))
-        staged: dict[str, Path] = {}
-        try:
-            progress.begin("load", len(expected), needed)
-            for part in parts:
-                with ArchiveReader(part) as r:
-                    if r.head.lock_bytes != head.lock_bytes:
-                        raise ArchiveError(f"{part}: carries a different lock than {parts[0]}")
-                    for blob in r.blobs():
-                        if blob.digest not in expected:
-                            raise ArchiveError(f"{part}: blob {blob.digest} is not listed in the lock")
-                        if expected[blob.digest] != blob.size:
-                            raise ArchiveError(
-                                f"{part}: blob {blob.digest} has {blob.size} bytes, the lock says "
-                                f"{expected[blob.digest]}"
-                            )
-                        if blob.digest in staged or self.store.has(blob.digest, blob.size):
-                            continue  # already here: the data is skipped, not read
-                        target = staging / blob.digest[7:]
-                        progress.start(blob.digest, blob.digest, blob.size)
-                        actual = _write_hashing(target, blob.chunks, progress, blob.digest)
-                        if actual != blob.digest:
-                            progress.finish(blob.digest, False, "corrupt")
-                            raise ArchiveError(
-                                f"{part}: blob {blob.digest} is corrupt (its content hashes to {actual}); "
-                                "nothing was loaded"
-                            )
-                        progress.finish(blob.digest, True)
-                        staged[blob.digest] = target
-            missing = [d for d in expected if d not in staged and not self.store.has(d, expected[d])]
-            if missing:
-                what = "a differential archive whose base is not loaded here" if head.since else "incomplete"
-                raise ArchiveError(
-                    f"{parts[0]}: {len(missing)} blob(s) of the lock are neither in the archive nor in "
-                    f"{self.path} ({what}); first missing: {missing[0]}"
-                )
-            # Everything verified: publish. Blobs first, then the lock, then the switch.
-            self.store.blobs.mkdir(parents=True, exist_ok=True)
-            for digest, path in staged.items():
-                os.replace(path, self.store.path(digest))
-            if staged:
-                fsync_dir(self.store.blobs)
-            atomic_write(self.locks / lock_name, head.lock_bytes)
-            atomic_write(self.current_file, (lock_name + "\n").encode())
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise DiskFull(str(self.path)) from exc
-            raise
-        finally:
-            progress.end()
-            shutil.rmtree(staging, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                self.store.tmp.rmdir()  # only when empty
-        return LoadResult(lock_name, len(staged), sum(expected[d] for d in staged), already_loaded=False)
-
     # ---- verify --------------------------------------------------------------------------------
 
-    def verify(self, progress: Progress | None = None) -> VerifyReport:
+    def verify(self, progress: Progress | None = None, *, repair: bool = True) -> VerifyReport:
+        """Re-hash every blob the current lock needs (every blob, in a store with no ``current``).
+
+        A blob that does not hash to its name is moved aside to ``corrupt/`` (with ``repair``), so
+        that nothing trusts it by its name, and a load of an archive that carries it restores it.
+        """
         progress = progress or NullProgress()
         report = VerifyReport()
-        lock = self.current_lock()
-        blobs = lock.blobs()
+        if not self.current_file.exists() and self.store.blobs.is_dir():
+            blobs = {d: self.store.path(d).stat().st_size for d in sorted(self.store.digests())}
+        else:
+            blobs = self.current_lock().blobs()
         progress.begin("verify", len(blobs), sum(blobs.values()))
         for digest, size in blobs.items():
             path = self.store.path(digest)
@@ -173,9 +134,156 @@ class Root:
             ok = actual == digest
             progress.finish(digest, ok, "" if ok else "corrupt")
             if not ok:
-                report.problems.append(f"blob {digest}: content hashes to {actual} (corrupt)")
+                moved = self.store.quarantine(digest) if repair else None
+                where = f"; moved to {moved} (load an archive that carries it to restore it)" if moved else ""
+                report.problems.append(f"blob {digest}: content hashes to {actual} (corrupt){where}")
         progress.end()
         return report
+
+
+class _Load:
+    """One load, all or nothing: everything it creates is listed, and removed if it fails."""
+
+    def __init__(self, root: Root, found: ArchiveSet, progress: Progress) -> None:
+        self.root = root
+        self.store = root.store
+        self.parts = found.parts
+        self.toc = found.toc
+        self.progress = progress
+        self.made: list[Path] = []  # directories this load created
+        self.new_files: list[Path] = []  # blobs, lock written by this load (undone on failure)
+
+    def _mkdir(self, path: Path) -> None:
+        for d in _missing_dirs(path):
+            d.mkdir(mode=DIR_MODE)
+            os.chmod(d, DIR_MODE)  # whatever the umask: a non-root serve reads the root
+            self.made.append(d)
+
+    def run(self) -> LoadResult:
+        try:
+            return self._run()
+        except OSError as exc:
+            self._undo()
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(str(self.root.path)) from exc
+            raise
+        except BaseException:
+            self._undo()
+            raise
+
+    def _undo(self) -> None:
+        for f in reversed(self.new_files):
+            f.unlink(missing_ok=True)
+        for d in reversed(self.made):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+    def _run(self) -> LoadResult:
+        root, store, parts = self.root, self.store, self.parts
+        with ArchiveReader(parts[0]) as first:
+            head = first.head
+        lock_sha = hashlib.sha256(head.lock_bytes).hexdigest()
+        if self.toc is not None and lock_sha != self.toc.lock_sha256:
+            raise ArchiveError(
+                f"{parts[0]}: its lock (sha256 {lock_sha}) is not the one {self.toc.path} names "
+                f"({self.toc.lock_sha256}); nothing was loaded"
+            )
+        lock_name = lock_sha + ".json"
+        expected = head.lock.blobs()
+        if (
+            (root.locks / lock_name).is_file()
+            and root.current_file.is_file()
+            and root.current_name() == lock_name
+            and all(store.has(d, s) for d, s in expected.items())
+        ):
+            return LoadResult(lock_name, 0, 0, already_loaded=True)
+        self._mkdir(root.path)
+        remove_stale(store.tmp, r"load-(?P<pid>\d+)-\w+")  # staging of loads that were killed
+        needed = sum(s for d, s in expected.items() if not store.has(d, s))
+        self._mkdir(store.tmp)
+        staging = Path(tempfile.mkdtemp(prefix=f"load-{os.getpid()}-", dir=store.tmp))
+        staging_fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+        try_lock(staging_fd)  # ours while we live: a later load leaves it alone
+        self.progress.begin("load", len(expected), needed)
+        try:
+            check_space(store.tmp, needed)
+            staged, repaired = self._stage(head, expected, staging)
+            missing = [d for d in expected if d not in staged and not store.has(d, expected[d])]
+            if missing:
+                what = "a differential archive whose base is not loaded here" if head.since else "incomplete"
+                raise ArchiveError(
+                    f"{parts[0]}: {len(missing)} blob(s) of the lock are neither in the archive nor in "
+                    f"{root.path} ({what}); first missing: {missing[0]}"
+                )
+            # Everything verified: publish. Blobs first, then the lock, then the switch.
+            self._mkdir(store.blobs)
+            for digest, path in staged.items():
+                final = store.path(digest)
+                if digest not in repaired:
+                    self.new_files.append(final)
+                os.replace(path, final)
+            if staged:
+                fsync_dir(store.blobs)
+            self._mkdir(root.locks)
+            if not (root.locks / lock_name).exists():
+                self.new_files.append(root.locks / lock_name)
+            atomic_write(root.locks / lock_name, head.lock_bytes)
+            atomic_write(root.current_file, (lock_name + "\n").encode())
+        finally:
+            self.progress.end()
+            os.close(staging_fd)
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                store.tmp.rmdir()  # only when empty
+        added = [d for d in staged if d not in repaired]
+        return LoadResult(
+            lock_name,
+            len(added),
+            sum(expected[d] for d in added),
+            already_loaded=False,
+            repaired=sorted(repaired),
+        )
+
+    def _stage(self, head: ArchiveHead, expected: dict[str, int], staging: Path) -> tuple[dict[str, Path], set[str]]:
+        """Hash every blob the root lacks (or holds corrupt) into ``staging``; check each part."""
+        store, progress = self.store, self.progress
+        staged: dict[str, Path] = {}
+        repaired: set[str] = set()
+        toc_sha = {p: sha for p, _, sha in self.toc.parts} if self.toc is not None else {}
+        for part in self.parts:
+            with ArchiveReader(part, hashing=self.toc is not None) as r:
+                if r.head.lock_bytes != head.lock_bytes:
+                    raise ArchiveError(f"{part}: carries a different lock than {self.parts[0]}")
+                for blob in r.blobs():
+                    if blob.digest not in expected:
+                        raise ArchiveError(f"{part}: blob {blob.digest} is not listed in the lock")
+                    if expected[blob.digest] != blob.size:
+                        raise ArchiveError(
+                            f"{part}: blob {blob.digest} has {blob.size} bytes, the lock says {expected[blob.digest]}"
+                        )
+                    if blob.digest in staged:
+                        continue
+                    if store.has(blob.digest, blob.size):
+                        if hash_file(store.path(blob.digest)) == blob.digest:
+                            continue  # already here and sound: the archive's copy is skipped
+                        repaired.add(blob.digest)  # corrupt in the root: this copy replaces it
+                    target = staging / blob.digest[7:]
+                    progress.start(blob.digest, blob.digest, blob.size)
+                    actual = _write_hashing(target, blob.chunks, progress, blob.digest)
+                    if actual != blob.digest:
+                        progress.finish(blob.digest, False, "corrupt")
+                        raise ArchiveError(
+                            f"{part}: blob {blob.digest} is corrupt (its content hashes to {actual}); "
+                            "nothing was loaded"
+                        )
+                    progress.finish(blob.digest, True, "repaired" if blob.digest in repaired else "")
+                    staged[blob.digest] = target
+                if part in toc_sha and r.file_sha256() != toc_sha[part]:
+                    raise ArchiveError(
+                        f"{part}: sha256 does not match the table of contents {self.toc.path if self.toc else ''}; "
+                        "re-send this part (nothing was loaded)"
+                    )
+        return staged, repaired
 
 
 def _missing_dirs(path: Path) -> list[Path]:
@@ -191,7 +299,8 @@ def _missing_dirs(path: Path) -> list[Path]:
 
 
 def _write_hashing(target: Path, chunks: Iterator[bytes], progress: Progress, key: str) -> str:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
 
     def write(chunk: bytes) -> None:
         view = memoryview(chunk)

@@ -19,15 +19,21 @@ import os
 import signal
 import socket
 import sys
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from .archive import resolve_parts
-from .blobs import BlobIndex, Handler, MissLog
+from .blobs import MAX_LOGGED, BlobIndex, Handler, MissLog
 from .errors import EnvironmentProblem, GapcacheError, UsageError
 from .kinds import KINDS
 from .lock import Item, Lock
@@ -61,6 +67,147 @@ class Listener:
         return web.Response(status=404, text="404 not found\n")
 
 
+# ---- hostile clients: header timeout, connection cap, bounded log lines ------------------------------
+
+
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 27\r\n"
+    b"Retry-After: 5\r\nConnection: close\r\n\r\nbusy: too many connections\n"
+)
+
+
+def default_max_connections() -> int:
+    """Half the descriptors this process may open: a connection streaming a large blob holds two
+    (the socket and the file), and the listeners, logs and libraries need a few."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(16, (soft - 64) // 2) if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+class ConnectionGuard:
+    """One per process, shared by its listeners — nginx's ``client_header_timeout`` and
+    ``worker_connections``: a connection that has not sent a complete request header within
+    ``header_timeout`` of connecting is closed; past ``max_connections`` the oldest connection
+    that has not sent a request yet is closed to make room, and if every connection is busy the
+    new one gets a quick 503 (``Retry-After``) — so a flood of silent or slow clients never takes
+    the last descriptors and normal clients keep being served. (Idle time between requests is
+    aiohttp's ``keepalive_timeout``.)"""
+
+    def __init__(self, header_timeout: float, max_connections: int) -> None:
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self.open = 0
+        self.lingering = 0  # refused connections not closed yet
+        self.fresh: OrderedDict[RequestHandler, asyncio.TimerHandle | None] = OrderedDict()  # oldest first
+        self._said = 0.0
+
+    def admit(self, handler: RequestHandler, transport: asyncio.Transport) -> bool:
+        if self.open >= self.max_connections:
+            if self.fresh:
+                victim, timer = self.fresh.popitem(last=False)
+                if timer is not None:
+                    timer.cancel()
+                victim.force_close()
+                self._say("closing connections that sent no request")
+            else:
+                self._refuse(handler, transport)
+                return False
+        self.open += 1
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.header_timeout, self._expire, handler) if self.header_timeout > 0 else None
+        self.fresh[handler] = timer
+        return True
+
+    def _refuse(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        """503 and FIN at once; the socket is closed a moment later, so that the client reads the
+        answer rather than a reset for the request it may be sending (up to a budget of sockets)."""
+        transport.write(BUSY)
+        handler.close()  # parse nothing from it
+        self._say("answering 503")
+        loop = asyncio.get_running_loop()
+        if self.lingering >= max(16, self.max_connections // 8):  # flooded: no descriptors to spare
+            loop.call_soon(handler.force_close)  # once aiohttp has started its side of the connection
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.lingering += 1
+        loop.call_later(1.0, self._unlinger, handler)
+
+    def _unlinger(self, handler: RequestHandler) -> None:
+        self.lingering -= 1
+        handler.force_close()
+
+    def requested(self, handler: RequestHandler) -> None:
+        timer = self.fresh.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+
+    def closed(self, handler: RequestHandler) -> None:
+        self.requested(handler)
+        self.open -= 1
+
+    def _expire(self, handler: RequestHandler) -> None:
+        if self.fresh.pop(handler, None) is not None:
+            handler.force_close()
+
+    def _say(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._said > 60:
+            self._said = now
+            log.warning("%d connections open (--max-connections): %s", self.open, what)
+
+
+class GuardedServer(web.Server):
+    """aiohttp's low-level server, with every connection admitted by a :class:`ConnectionGuard`
+    (through the ``connection_made``/``connection_lost`` calls a RequestHandler makes on its server,
+    and the documented ``request_factory``, which sees each request start)."""
+
+    def __init__(self, handler: Listener, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(handler, request_factory=self._request, **kwargs)
+        self._guard = guard
+        self._admitted: set[RequestHandler] = set()
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        if self._guard.admit(handler, transport):
+            self._admitted.add(handler)
+            super().connection_made(handler, transport)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        if handler in self._admitted:
+            self._admitted.discard(handler)
+            self._guard.closed(handler)
+        super().connection_lost(handler, exc)
+
+    def _request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        self._guard.requested(protocol)
+        return web.BaseRequest(message, payload, protocol, writer, task, asyncio.get_running_loop())
+
+
+class AccessLog(AbstractAccessLogger):
+    """``ADDR "REQUEST LINE" STATUS BYTES "USER-AGENT" SECONDS``, what the client chose cut short."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        line = f"{request.method} {request.raw_path} HTTP/{request.version.major}.{request.version.minor}"
+        agent = request.headers.get("User-Agent", "-")
+        self.logger.info(
+            '%s "%s" %s %s "%s" %.6fs',
+            request.remote,
+            line[:MAX_LOGGED],
+            response.status,
+            response.body_length,
+            agent[: MAX_LOGGED // 2],
+            time,
+        )
+
+
 # ---- the server ---------------------------------------------------------------------------------------
 
 
@@ -74,6 +221,9 @@ class ServeConfig:
     workers: int = 1
     access_log: bool = True
     loop: str = "uvloop"
+    header_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    max_connections: int | None = None  # None: from the fd limit (default_max_connections)
 
 
 @dataclass
@@ -126,14 +276,17 @@ def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], ready: Callable[[], None]) -> None:
     mirror = make_apps(config)
+    guard = ConnectionGuard(config.header_timeout, config.max_connections or default_max_connections())
     runners = []
     for name, listener in mirror.listeners.items():
         if name not in sockets:  # nothing of this kind in the lock
             continue
-        server = web.Server(
+        server = GuardedServer(
             listener,
+            guard,
+            keepalive_timeout=config.keepalive_timeout,
             access_log=logging.getLogger(f"gapcache.access.{name}") if config.access_log else None,
-            access_log_format='%a "%r" %s %b "%{User-Agent}i" %Tfs',
+            access_log_class=AccessLog,
         )
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
@@ -146,13 +299,22 @@ async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], rea
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.ensure_future(_follow_current(config, mirror, set(sockets))) if config.root else None
+    flusher = asyncio.ensure_future(_flush_misses(mirror.misses))
     try:
         await stop.wait()
     finally:
         if watcher is not None:
             watcher.cancel()
+        flusher.cancel()
         for r in runners:
             await r.cleanup()
+        mirror.misses.close()
+
+
+async def _flush_misses(misses: MissLog) -> None:
+    while True:
+        await asyncio.sleep(misses.flush_every)
+        misses.flush()
 
 
 async def _follow_current(config: ServeConfig, mirror: Mirror, bound: set[str], interval: float = 1.0) -> None:

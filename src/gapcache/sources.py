@@ -36,6 +36,18 @@ class SourceJournal:
     def get(self, url: str) -> dict[str, Any] | None:
         return self.records.get(url)
 
+    def refresh(self, url: str) -> None:
+        """Take the latest line for ``url`` from the file: another build sharing the store may have
+        fetched it since this journal was read."""
+        with contextlib.suppress(OSError), open(self.path, encoding="utf-8") as f:
+            for line in f:
+                if url not in line:
+                    continue
+                with contextlib.suppress(ValueError):
+                    rec = json.loads(line)
+                    if isinstance(rec, dict) and rec.get("url") == url and {"digest", "size"} <= rec.keys():
+                        self.records[url] = rec
+
     def remember(self, record: dict[str, Any]) -> None:
         self.records[record["url"]] = record
         if self.fd is not None:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .errors import DiskFull, VerifyError
+from .errors import DiskFull, VerifyError, human_bytes
 from .names import split_digest
 
 CHUNK = 1 << 20
+FILE_MODE = 0o644  # the content is public within the site: readable by a non-root `serve`
+DIR_MODE = 0o755
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -42,11 +46,95 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def try_lock(fd: int) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` without waiting; False when another holder has it.
+
+    Every temp file gapcache writes is locked by its writer while it is written, so a later run can
+    tell a leftover (of a process killed with -9: the kernel dropped its lock) from work in progress.
+    """
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def lock_file(path: Path) -> int | None:
+    """An exclusive ``flock`` on the lock file ``path`` (created if missing), or None when another
+    process (or another open here) holds it. Its holder removes it before letting go
+    (:func:`unlock_file`), so a lock taken on a file that is no longer at ``path`` is retried."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        if not try_lock(fd):
+            os.close(fd)
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass  # its holder finished and removed it: take a fresh one
+        os.close(fd)
+
+
+def unlock_file(path: Path, fd: int) -> None:
+    """Remove the lock file while still holding it (a waiter then sees it is gone), then let go."""
+    path.unlink(missing_ok=True)
+    os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale(directory: Path, pattern: str) -> list[Path]:
+    """Remove the leftovers of dead processes in ``directory``: entries whose name matches
+    ``pattern`` (a regex with a ``pid`` group) when that process is gone and nobody holds a lock on
+    the entry (a process in another pid namespace still holds its lock). Returns what was removed."""
+    rx = re.compile(pattern)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = rx.fullmatch(entry.name)
+        if not m or pid_alive(int(m.group("pid"))):
+            continue
+        path = Path(entry.path)
+        try:
+            fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if entry.is_dir(follow_symlinks=False) else 0))
+        except OSError:
+            continue
+        try:
+            if not try_lock(fd):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    The new file gets ``mode`` (0644: a lock or ``current`` must be readable by a non-root
+    ``serve``); the temp file carries the writer's pid so a later run can remove a leftover."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, rf"\.{re.escape(path.name)}\.tmp-(?P<pid>\d+)-\w+")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
+    try:
+        try_lock(fd)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -112,6 +200,11 @@ class Store:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
+    def remove_stale_temps(self) -> list[Path]:
+        """Temp files of builds that died (``put-<pid>-*``, ``local-<pid>-*``); partial downloads
+        stay: they are what a resume continues from."""
+        return remove_stale(self.tmp, r"(?:put|local)-(?P<pid>\d+)-\w+")
+
     def path(self, digest: str) -> Path:
         return self.blobs / split_digest(digest)
 
@@ -130,16 +223,38 @@ class Store:
                 yield "sha256:" + entry.name
 
     def commit(self, tmp_path: Path, digest: str, *, durable: bool = True) -> Path:
-        """Move a verified temp file into place under its digest (fsync first when durable)."""
+        """Move a verified temp file into place under its digest (fsync first when durable).
+
+        The only way into ``blobs/``: a temp file private to its writer, hashed as it was written,
+        renamed atomically. A concurrent writer of the same blob renames the same bytes.
+        """
         final = self.path(digest)
-        if durable:
-            fd = os.open(tmp_path, os.O_RDONLY)
-            try:
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            os.fchmod(fd, FILE_MODE)
+            if durable:
                 os.fsync(fd)
-            finally:
-                os.close(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp_path, final)
         return final
+
+    def quarantine(self, digest: str) -> Path | None:
+        """Move a blob that does not hash to its name aside, to ``corrupt/<hex>`` (never deleted:
+        it is evidence), so that nothing trusts it by its name again. Returns where it went."""
+        src = self.path(digest)
+        dest_dir = self.root / "corrupt"
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / src.name
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = dest_dir / f"{src.name}.{n}"
+        try:
+            os.replace(src, dest)
+        except FileNotFoundError:
+            return None
+        return dest
 
     def sync(self) -> None:
         """Flush everything written to the store's filesystem (one ``syncfs`` for a whole batch).
@@ -160,8 +275,9 @@ class Store:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if not self.has(digest, len(data)):
             self.ensure()
-            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
+            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix=f"put-{os.getpid()}-")
             try:
+                try_lock(fd)
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                 self.commit(Path(tmp), digest)
@@ -190,4 +306,22 @@ def check_space(path: Path, needed: int, margin: int = 1 << 20) -> None:
     """Raise :class:`DiskFull` unless ``needed`` bytes (plus a margin) fit under ``path``."""
     free = free_space(path)
     if needed + margin > free:
-        raise DiskFull(str(path), needed + margin, free)
+        exc = DiskFull(str(path), needed + margin, free)
+        need, have = _distinct_sizes(needed + margin, free)
+        what = f"{need} ({human_bytes(needed)} + {human_bytes(margin)} to spare)" if needed else need
+        exc.args = (f"not enough disk space in {path}: need {what}, {have} free",)
+        raise exc
+
+
+def _distinct_sizes(a: int, b: int) -> tuple[str, str]:
+    """Two sizes written so that they read as different numbers ("2.1 MiB, 2.1 MiB" would not)."""
+    x, y = human_bytes(a), human_bytes(b)
+    if x != y:
+        return x, y
+    for digits in (2, 3):
+        unit = x.split()[-1]
+        scale = 1024 ** ["B", "KiB", "MiB", "GiB", "TiB"].index(unit)
+        x, y = f"{a / scale:.{digits}f} {unit}", f"{b / scale:.{digits}f} {unit}"
+        if x != y:
+            return x, y
+    return f"{a:,} bytes", f"{b:,} bytes"

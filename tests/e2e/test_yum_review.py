@@ -108,9 +108,7 @@ def test_keys_sharing_a_file_name_and_an_unsafe_href(
     assert "rpm evil" in res.stderr and "unsafe location" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_xz_metadata_as_el10_writes_it(
-    tmp_path: Path, yum_upstream: str, upstream_server: UpstreamHandle
-) -> None:
+def test_xz_metadata_as_el10_writes_it(tmp_path: Path, yum_upstream: str, upstream_server: UpstreamHandle) -> None:
     zst = variant(upstream_server, "zst")
     shutil.rmtree(zst / "repodata")
     subprocess.run(["createrepo_c", "--quiet", "--general-compress-type", "xz", str(zst)], check=True)

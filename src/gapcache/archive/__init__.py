@@ -11,34 +11,32 @@ whose first member is the same lock, and ``ARCHIVE.toc.json`` with every part's 
 ``--since OLD.lock`` leaves out blobs the far side already has. ``--compress zstd`` compresses
 the whole stream (multi-threaded).
 
-Reading (``scan``) refuses anything but the lock and ``blobs/sha256/<hex>`` regular files.
+Reading refuses anything but the lock and ``blobs/sha256/<hex>`` regular files. The lock member's
+PAX header carries the lock's sha256 (``GAPCACHE.lock_sha256``), checked on every read; a TOC
+carries it too, with each part's size and sha256, all checked on load.
 """
 
 from .format import ARCHIVE_FORMAT, LOCK_MEMBER, lock_path_beside, part_name, toc_path
 from .pack import PackResult, pack
-from .read import (
-    ArchiveHead,
-    ArchiveReader,
-    BlobMember,
-    VerifyReport,
-    read_head,
-    resolve_parts,
-    verify_archive,
-    verify_toc,
-)
+from .read import ArchiveHead, ArchiveReader, BlobMember, VerifyReport, read_head, verify_archive
+from .toc import ArchiveSet, Toc, archive_set, read_toc, resolve_parts, verify_toc
 
 __all__ = [
     "ARCHIVE_FORMAT",
     "LOCK_MEMBER",
     "ArchiveHead",
     "ArchiveReader",
+    "ArchiveSet",
     "BlobMember",
     "PackResult",
+    "Toc",
     "VerifyReport",
+    "archive_set",
     "lock_path_beside",
     "pack",
     "part_name",
     "read_head",
+    "read_toc",
     "resolve_parts",
     "toc_path",
     "verify_archive",

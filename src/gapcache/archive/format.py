@@ -10,6 +10,16 @@ LOCK_MEMBER = "gapcache.lock.json"
 ARCHIVE_FORMAT = 1
 PAX_FORMAT = "GAPCACHE.format"
 PAX_SINCE = "GAPCACHE.since"
+PAX_LOCK_SHA256 = "GAPCACHE.lock_sha256"  # the lock member's own digest: transfer damage to it is refused
+# what a lock member's PAX header may hold (POSIX keys tarfile may write, and ours); anything else is damage
+PAX_KEYS = {
+    PAX_FORMAT,
+    PAX_SINCE,
+    PAX_LOCK_SHA256,
+    *("path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "atime", "ctime"),
+    *("charset", "comment", "hdrcharset"),
+}
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
 BLOB_MEMBER = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 RECORD = 10240
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

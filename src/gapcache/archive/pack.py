@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,12 @@ import zstandard
 from ..errors import ArchiveError, DiskFull
 from ..lock import Lock
 from ..progress import NullProgress, Progress
-from ..store import CHUNK, Store, atomic_write, check_space, hash_file
+from ..store import CHUNK, Store, atomic_write, check_space, hash_file, remove_stale, try_lock
 from .format import (
     ARCHIVE_FORMAT,
     LOCK_MEMBER,
     PAX_FORMAT,
+    PAX_LOCK_SHA256,
     PAX_SINCE,
     RECORD,
     member_overhead,
@@ -38,9 +40,11 @@ class _TarWriter:
     def __init__(self, path: Path, compress: str | None, threads: int = -1) -> None:
         self.path = path
         self.f: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        try_lock(self.f.fileno())  # held while written: a later run removes it only once we are gone
         self.zstd: zstandard.ZstdCompressionWriter | None = None
         if compress == "zstd":
-            cctx = zstandard.ZstdCompressor(level=3, threads=threads)
+            # the frame checksum: damage anywhere in the stream is refused when it is read
+            cctx = zstandard.ZstdCompressor(level=3, threads=threads, write_checksum=True)
             self.zstd = cctx.stream_writer(self.f, closefd=False)
         self.written = 0
 
@@ -140,6 +144,8 @@ def pack(
     lock_pax = {PAX_FORMAT: str(ARCHIVE_FORMAT)}
     if since is not None:
         lock_pax[PAX_SINCE] = since.sha256()
+    # last: a damaged record before it drops it from the parsed header, and a missing digest is refused
+    lock_pax[PAX_LOCK_SHA256] = hashlib.sha256(lock_bytes).hexdigest()
     lock_member = member_overhead(len(lock_bytes)) + 512
     estimate = sum(member_overhead(s) for s in blobs.values())
     n_parts_guess = 1 if not split_size else max(1, estimate // split_size + 1)
@@ -160,6 +166,7 @@ def pack(
         plan[-1].append((digest, size))
         used += cost
     names = [out] if len(plan) == 1 and not split_size else [part_name(out, i + 1) for i in range(len(plan))]
+    remove_stale_parts(out)
     tmps = [n.with_name(f".{n.name}.tmp-{os.getpid()}") for n in names]
     writers: list[_TarWriter] = []
     progress.begin("pack", len(blobs), sum(blobs.values()))
@@ -208,6 +215,18 @@ def pack(
         archive_bytes=sum(int(p["size"]) for p in parts_info),
         lock_bytes=lock_bytes,
     )
+
+
+def remove_stale_parts(out: Path) -> list[Path]:
+    """The ``.ARCHIVE.tmp-<pid>`` (and ``.ARCHIVE.partNNN.tar.tmp-<pid>``) files of a pack that was
+    killed: removed once that process is gone."""
+    stem, suffix = out.name, ""
+    for s in (".tar.zst", ".tar"):
+        if stem.endswith(s):
+            stem, suffix = stem[: -len(s)], s
+            break
+    pattern = rf"\.{re.escape(stem)}(?:\.part\d+)?{re.escape(suffix)}\.tmp-(?P<pid>\d+)"
+    return remove_stale(out.parent, pattern) if out.parent.is_dir() else []
 
 
 def _advancer(progress: Progress, key: str) -> Callable[[int], None]:

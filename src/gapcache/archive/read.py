@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import hashlib
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import zstandard
 
 from ..errors import ArchiveError, FormatError, GapcacheError, UnsafeMember, VerifyError
 from ..lock import Lock, parse_lock
 from ..progress import NullProgress, Progress
-from ..store import CHUNK, hash_chunks, hash_file, read_range
-from .format import ARCHIVE_FORMAT, BLOB_MEMBER, LOCK_MEMBER, MAX_LOCK_BYTES, PAX_FORMAT, PAX_SINCE, ZSTD_MAGIC
+from ..store import CHUNK, hash_chunks, read_range
+from .format import (
+    ARCHIVE_FORMAT,
+    BLOB_MEMBER,
+    HEX64,
+    LOCK_MEMBER,
+    MAX_LOCK_BYTES,
+    PAX_FORMAT,
+    PAX_KEYS,
+    PAX_LOCK_SHA256,
+    PAX_SINCE,
+    ZSTD_MAGIC,
+)
+from .toc import archive_set, verify_toc
 
 
 def _chunk_advancer(progress: Progress, key: str) -> Callable[[bytes], None]:
@@ -71,21 +83,87 @@ def _check_member(archive: str, ti: tarfile.TarInfo) -> str:
     return "sha256:" + m.group(1)
 
 
-class ArchiveReader:
-    """Streams one archive (or one part): the lock first, then each blob with its bytes."""
+class _Header(tarfile.TarInfo):
+    """A TarInfo that remembers why reading a header failed: tarfile takes a damaged header after
+    the first member for the end of the archive, and the loader would then only see blobs missing."""
 
-    def __init__(self, path: Path) -> None:
+    @classmethod
+    def fromtarfile(cls, tf: tarfile.TarFile) -> _Header:
+        fileobj: Any = tf.fileobj
+        offset = tf.offset
+        buf = fileobj.read(512)
+        try:
+            obj = cls.frombuf(buf, tf.encoding or "utf-8", tf.errors)
+            obj.offset = fileobj.tell() - 512
+            return obj._proc_member(tf)  # type: ignore[attr-defined,no-any-return]
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]
+            raise
+        except tarfile.HeaderError as exc:
+            tf._gapcache_damage = (offset, buf, exc)  # type: ignore[attr-defined]
+            raise
+
+
+def _header_name(buf: bytes) -> str:
+    name = buf[:100].split(b"\0", 1)[0].decode("ascii", "replace")
+    return name if name.isprintable() and name else ""
+
+
+class _HashingFile:
+    """A file read front to back while everything read is hashed (a TOC's part sha256, one pass)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+        self.h = hashlib.sha256()
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.h.update(data)
+        self.pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return True
+
+    def hexdigest(self) -> str:
+        while self.read(CHUNK):
+            pass
+        return self.h.hexdigest()
+
+
+class ArchiveReader:
+    """Streams one archive (or one part): the lock first, then each blob with its bytes.
+
+    With ``hashing`` the file is read strictly front to back (no blob offsets) and
+    :meth:`file_sha256` gives the sha256 of the whole file: a split part is checked against its
+    table of contents in the same pass that loads it.
+    """
+
+    def __init__(self, path: Path, *, hashing: bool = False) -> None:
         self.path = path
         self.compressed = _is_zstd(path)
         self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._hashing: _HashingFile | None = _HashingFile(self._raw) if hashing else None
+        self.streaming = self.compressed or hashing
         self._tar: tarfile.TarFile
+        self._last = ""
+        self._ended = False
         try:
+            source: Any = self._hashing or self._raw
             if self.compressed:
                 dctx = zstandard.ZstdDecompressor()
-                self._stream = dctx.stream_reader(self._raw, read_size=CHUNK)
-                self._tar = tarfile.open(fileobj=self._stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115
+                self._stream = dctx.stream_reader(source, read_size=CHUNK)
+                source = self._stream
+            if self.streaming:
+                self._tar = tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK, tarinfo=_Header)  # noqa: SIM115
             else:
-                self._tar = tarfile.open(fileobj=self._raw, mode="r:")  # noqa: SIM115
+                self._tar = tarfile.open(fileobj=source, mode="r:", tarinfo=_Header)  # noqa: SIM115
         except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
             self.close()
             raise ArchiveError(f"{path}: not a readable tar archive: {exc}") from exc
@@ -101,18 +179,59 @@ class ArchiveReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _next(self) -> tarfile.TarInfo | None:
+    def file_sha256(self) -> str:
+        """The sha256 (hex) of the whole file, once every member was read (``hashing`` only)."""
+        assert self._hashing is not None
         try:
-            return self._tar.next()
+            while self._next() is not None:
+                pass
+            return self._hashing.hexdigest()
+        except OSError as exc:
+            raise ArchiveError(f"{self.path}: {exc}") from exc
+
+    def _next(self) -> tarfile.TarInfo | None:
+        if self._ended:
+            return None
+        try:
+            ti = self._tar.next()
         except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
-            raise ArchiveError(f"{self.path}: damaged archive: {exc}") from exc
+            raise ArchiveError(f"{self.path}: damaged archive after member {self._last!r}: {exc}") from exc
+        if ti is None:
+            self._ended = True
+            self._check_end()
+        else:
+            self._last = ti.name
+        return ti
+
+    def _check_end(self) -> None:
+        """tarfile ends quietly at a header it cannot read: say which, and where."""
+        damage = getattr(self._tar, "_gapcache_damage", None)
+        if damage is None:
+            return
+        offset, buf, exc = damage
+        name = _header_name(buf)
+        what = f"the header of member {name!r}" if name else "a member header"
+        if len(buf) < 512:
+            raise ArchiveError(
+                f"{self.path}: truncated at offset {offset} (after member {self._last!r}): "
+                "the archive is incomplete; copy it again"
+            )
+        raise ArchiveError(
+            f"{self.path}: damaged tar header at offset {offset} ({what}, after member {self._last!r}: "
+            f"{exc}); the archive is corrupt, copy it again"
+        )
 
     def _read_head(self) -> ArchiveHead:
-        ti = self._next()
+        try:
+            ti = self._next()
+        except ArchiveError:
+            self.close()
+            raise
         if ti is None or ti.name != LOCK_MEMBER or not ti.isreg():
             self.close()
             raise ArchiveError(f"{self.path}: not a gapcache archive (first member is not {LOCK_MEMBER})")
-        fmt = ti.pax_headers.get(PAX_FORMAT)
+        pax = ti.pax_headers
+        fmt = pax.get(PAX_FORMAT)
         if fmt is not None and (not fmt.isdigit() or int(fmt) > ARCHIVE_FORMAT):
             self.close()
             raise FormatError(
@@ -125,17 +244,26 @@ class ArchiveReader:
         data = b"".join(self._member_chunks(ti))
         if len(data) != ti.size:
             raise ArchiveError(f"{self.path}: truncated lock member")
+        try:
+            _check_lock_header(self.path, ti, data)
+        except ArchiveError:
+            self.close()
+            raise
         lock = parse_lock(data, f"{self.path}:{LOCK_MEMBER}")
-        return ArchiveHead(self.path, lock, data, ti.pax_headers.get(PAX_SINCE), self.compressed)
+        self._last = ti.name
+        return ArchiveHead(self.path, lock, data, pax.get(PAX_SINCE), self.compressed)
 
     def _member_chunks(self, ti: tarfile.TarInfo) -> Iterator[bytes]:
         left = ti.size
-        if self.compressed:
+        if self.streaming:
             f = self._tar.extractfile(ti)
             if f is None:
                 return
             while left:
-                chunk = f.read(min(CHUNK, left))
+                try:
+                    chunk = f.read(min(CHUNK, left))
+                except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+                    raise ArchiveError(f"{self.path}: member {ti.name}: {exc}") from exc
                 if not chunk:
                     raise ArchiveError(f"{self.path}: member {ti.name} is truncated")
                 left -= len(chunk)
@@ -158,7 +286,38 @@ class ArchiveReader:
             if digest in seen:
                 raise UnsafeMember(archive, ti.name, "appears twice")
             seen.add(digest)
-            yield BlobMember(digest, ti.size, None if self.compressed else ti.offset_data, self._member_chunks(ti))
+            yield BlobMember(digest, ti.size, None if self.streaming else ti.offset_data, self._member_chunks(ti))
+
+
+def _check_lock_header(path: Path, ti: tarfile.TarInfo, data: bytes) -> None:
+    """The lock member's integrity: a gapcache archive gives the lock's sha256 in its PAX header.
+
+    A lock member with a PAX header must carry that digest and nothing unknown (a damaged record
+    drops the records after it, or turns a key into an unknown one); only a hand-made lock member
+    with no PAX header at all has no digest to check.
+    """
+    pax = ti.pax_headers
+    extended = ti.offset_data - ti.offset > 512  # an extended header block preceded the member
+    unknown = sorted(k for k in pax if k not in PAX_KEYS)
+    if unknown:
+        raise ArchiveError(f"{path}: the lock member's header is damaged (unknown field {unknown[0]!r})")
+    since = pax.get(PAX_SINCE)
+    if since is not None and not HEX64.match(since):
+        raise ArchiveError(f"{path}: the lock member's header is damaged ({PAX_SINCE}={since!r})")
+    claimed = pax.get(PAX_LOCK_SHA256)
+    if claimed is None:
+        if extended:
+            raise ArchiveError(
+                f"{path}: the lock member carries no {PAX_LOCK_SHA256} (its header is damaged, or an older "
+                "gapcache wrote it: pack it again); nothing was loaded"
+            )
+        return
+    actual = hashlib.sha256(data).hexdigest()
+    if claimed != actual:
+        raise ArchiveError(
+            f"{path}: the lock member is damaged (its sha256 is {actual}, its header says {claimed}); "
+            "nothing was loaded: copy the archive again"
+        )
 
 
 def read_head(path: Path) -> ArchiveHead:
@@ -167,42 +326,6 @@ def read_head(path: Path) -> ArchiveHead:
             return r.head
     except FileNotFoundError as exc:
         raise GapcacheError(f"{path}: no such archive") from exc
-
-
-def resolve_parts(paths: list[Path]) -> list[Path]:
-    """Expand a TOC file into its parts (checking sizes); plain archive paths pass through."""
-    out: list[Path] = []
-    for p in paths:
-        if p.name.endswith(".toc.json"):
-            try:
-                toc = json.loads(p.read_text())
-                for part in toc["parts"]:
-                    name = str(part["name"])
-                    if "/" in name or name.startswith("."):
-                        raise ArchiveError(f"{p}: bad part name {name!r}")
-                    out.append(p.with_name(name))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ArchiveError(f"{p}: unreadable table of contents: {exc}") from exc
-        else:
-            out.append(p)
-    return out
-
-
-def verify_toc(toc: Path) -> list[str]:
-    """Check every part named by a TOC against its size and sha256; returns problems."""
-    problems = []
-    doc = json.loads(toc.read_text())
-    for part in doc["parts"]:
-        p = toc.with_name(part["name"])
-        if not p.exists():
-            problems.append(f"{p.name}: missing")
-            continue
-        if p.stat().st_size != part["size"]:
-            problems.append(f"{p.name}: size {p.stat().st_size}, expected {part['size']}")
-            continue
-        if "sha256" in part and hash_file(p).removeprefix("sha256:") != part["sha256"]:
-            problems.append(f"{p.name}: sha256 does not match the table of contents; re-send this part")
-    return problems
 
 
 @dataclass
@@ -222,10 +345,10 @@ def verify_archive(paths: list[Path], progress: Progress | None = None) -> Verif
     """Re-hash every blob of an archive (all its parts) against its name and the lock."""
     progress = progress or NullProgress()
     report = VerifyReport()
-    parts = resolve_parts(paths)
-    for p in paths:
-        if p.name.endswith(".toc.json"):
-            report.problems += verify_toc(p)
+    found = archive_set(paths)
+    parts = found.parts
+    if found.toc is not None:
+        report.problems += verify_toc(found.toc)
     if report.problems:
         return report
     first: ArchiveHead | None = None
@@ -238,6 +361,9 @@ def verify_archive(paths: list[Path], progress: Progress | None = None) -> Verif
                 progress.begin("verify", len(expected), sum(expected.values()))
             elif r.head.lock_bytes != first.lock_bytes:
                 report.problems.append(f"{part}: carries a different lock than {first.path}")
+                continue
+            if found.toc is not None and hashlib.sha256(r.head.lock_bytes).hexdigest() != found.toc.lock_sha256:
+                report.problems.append(f"{part}: its lock is not the one {found.toc.path} names")
                 continue
             for blob in r.blobs():
                 key = blob.digest

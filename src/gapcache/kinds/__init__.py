@@ -4,12 +4,20 @@ pack, load) is shared. Adding a kind: its package under ``kinds/`` and one line 
 
 from __future__ import annotations
 
+from .apt import AptKind
 from .base import Kind, ResolveContext
+from .chart import ChartKind
 from .file import FileKind
+from .galaxy import GalaxyKind
+from .git import GitKind
 from .image import ImageKind
 from .python import PythonKind
 from .rpm import RpmKind
 
-KINDS: dict[str, Kind] = {k.name: k for k in (FileKind(), ImageKind(), PythonKind(), RpmKind())}
+# the chart kind before the image kind: it adds the images charts run (ResolveContext.discovered_images)
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (FileKind(), ChartKind(), ImageKind(), PythonKind(), RpmKind(), AptKind(), GitKind(), GalaxyKind())
+}
 
 __all__ = ["KINDS", "Kind", "ResolveContext"]

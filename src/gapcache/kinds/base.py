@@ -36,6 +36,9 @@ class ResolveContext:
     probe_sizes: bool = False
     failures: list[Failure] = field(default_factory=list)
     kept: dict[str, bytes] = field(default_factory=dict)
+    # (image reference, what it came from): images a chart runs (``images: discover``), added by the
+    # chart kind (which resolves first, exclusions applied) for the image kind to resolve too
+    discovered_images: list[tuple[str, str]] = field(default_factory=list)
 
     def keep(self, data: bytes) -> str:
         """Remember fetched or derived metadata by digest; a real build stores it (a plan does not)."""

@@ -14,18 +14,35 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..errors import FormatError, ManifestError
 from ..names import logical_path_error, validate_platforms
+from .apt import AptRepo
+from .charts import ChartEntry, ChartsSection
 from .files import FilesSection
+from .galaxy import GalaxySection
+from .git import GitSection
 from .images import ImageEntry, ImagesSection, RegistryConfig, coerce_images
 from .python import PythonSection
 from .yum import YumRepo
 
 MANIFEST_FORMAT = 1
+
+
+def upstream_error(host: str, base: str) -> str | None:
+    """Why ``host: base`` cannot be an ``upstreams:`` entry (a host, optionally :port → a base URL), or None."""
+    parts = urlsplit(base)
+    if not host or "/" in host or "://" in host or any(c.isspace() for c in host):
+        return f"{host!r}: the key is a host (optionally :port), not a URL"
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname):
+        return f"{base!r}: expected an http(s):// or file:// base URL"
+    if parts.query or parts.fragment:
+        return f"{base!r}: a base URL has no query or fragment"
+    return None
 
 
 class Manifest(BaseModel):
@@ -39,6 +56,22 @@ class Manifest(BaseModel):
     registries: dict[str, RegistryConfig] = {}
     python: PythonSection | None = None
     yum: list[YumRepo] = []
+    git: GitSection = []
+    galaxy: GalaxySection | None = None
+    apt: list[AptRepo] = []
+    charts: list[ChartEntry] = []
+    images_discover: bool = False  # every chart's `images:` default (discover / none)
+    images_exclude: list[str] = []  # discovered image references (or fnmatch patterns) never mirrored
+    upstreams: dict[str, str] = {}  # HOST: BASE_URL — fetch HOST's content from there (DESIGN "Upstreams")
+    exclude: list[str] = []  # entries of the profile / earlier manifests to leave out (see manifest/merge.py)
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstreams(cls, v: dict[str, str]) -> dict[str, str]:
+        problems = [p for p in (upstream_error(h, b) for h, b in v.items()) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return {h.lower(): b for h, b in v.items()}
 
     @field_validator("images", mode="before")
     @classmethod
@@ -54,7 +87,13 @@ class Manifest(BaseModel):
         """The part of the manifest a kind resolves (DESIGN "the kind contract": never the whole)."""
         if kind == "image":
             return ImagesSection(images=self.images, platforms=self.platforms, registries=self.registries)
-        sections: dict[str, Any] = {"file": self.files, "python": self.python, "rpm": self.yum}
+        if kind == "chart":
+            return ChartsSection(
+                charts=self.charts, images_discover=self.images_discover, images_exclude=self.images_exclude,
+                registries=self.registries,
+            )  # fmt: skip
+        sections: dict[str, Any] = {"file": self.files, "python": self.python, "rpm": self.yum, "apt": self.apt}
+        sections.update(git=self.git, galaxy=self.galaxy)
         return sections[kind]
 
 
@@ -164,6 +203,14 @@ def parse_manifest(text: str, source: str = "<manifest>", base_dir: Path | None 
                 f"{source}:{lines.get(('yum', i), 1)}: yum[{i}].id: {repo.id!r} already used by yum[{ids[repo.id]}]"
             )
         ids.setdefault(repo.id, i)
+    apt_ids: dict[str, int] = {}
+    for i, apt_repo in enumerate(manifest.apt):
+        dup = f"{source}:{lines.get(('apt', i), 1)}: apt[{i}].id: {apt_repo.id!r} already used by"
+        if apt_repo.id in ids:
+            problems.append(f"{dup} yum[{ids[apt_repo.id]}] (repo ids are unique across yum and apt)")
+        elif apt_repo.id in apt_ids:
+            problems.append(f"{dup} apt[{apt_ids[apt_repo.id]}]")
+        apt_ids.setdefault(apt_repo.id, i)
     if manifest.python is not None and manifest.python.requirements_files:
         resolved = []
         for i, name in enumerate(manifest.python.requirements_files):
@@ -172,11 +219,21 @@ def parse_manifest(text: str, source: str = "<manifest>", base_dir: Path | None 
                 path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                where = lines.get(("python", "requirements_files", i), 1)
-                problems.append(f"{source}:{where}: python.requirements_files[{i}]: {path}: {why}")
+                at = lines.get(("python", "requirements_files", i), 1)
+                problems.append(f"{source}:{at}: python.requirements_files[{i}]: {path}: {why}")
             resolved.append(str(path.resolve()))
         python = manifest.python.model_copy(update={"requirements_files": resolved})
         manifest = manifest.model_copy(update={"python": python})
+    if manifest.galaxy is not None and manifest.galaxy.requirements:
+        req = Path(manifest.galaxy.requirements)
+        req = req if req.is_absolute() else (base_dir or Path.cwd()) / req
+        try:
+            req.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(f"{source}:{lines.get(('galaxy', 'requirements'), 1)}: galaxy.requirements: {req}: {why}")
+        galaxy = manifest.galaxy.model_copy(update={"requirements": str(req.resolve())})
+        manifest = manifest.model_copy(update={"galaxy": galaxy})
     if problems:
         raise ManifestError(source, problems)
     return manifest

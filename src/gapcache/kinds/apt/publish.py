@@ -23,6 +23,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
+import re
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -172,12 +174,37 @@ def sign(release: bytes, signer: Signer, when: int) -> tuple[bytes, bytes]:
         base = [gpg, "--batch", "--yes", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", "",
                 "--faked-system-time", f"{when}!", "--digest-algo", "SHA512", "--no-emit-version",
                 "--local-user", signer.key_id]  # fmt: skip
+        if shutil.which("gpgconf"):  # a running agent: gpg signs at once (see below)
+            subprocess.run(["gpgconf", "--launch", "gpg-agent"], env=env, capture_output=True, check=False)
         for args in (["--clearsign", "-o", "InRelease"], ["--detach-sign", "--armor", "-o", "Release.gpg"]):
-            res = subprocess.run([*base, *args, "Release"], cwd=home, env=env, capture_output=True, check=False)
-            if res.returncode != 0:
-                err = res.stderr.decode(errors="replace").strip().splitlines()
-                raise AptError(f"signing with {signer.key_id} failed: {err[-1] if err else res.returncode}")
+            # measured: the faked clock can still move on while gpg starts its agent, so a signature
+            # may carry `when + 1`; check the time and sign again (what makes the bytes reproducible)
+            for _ in range(5):
+                res = subprocess.run([*base, *args, "Release"], cwd=home, env=env, capture_output=True, check=False)
+                if res.returncode != 0:
+                    err = res.stderr.decode(errors="replace").strip().splitlines()
+                    raise AptError(f"signing with {signer.key_id} failed: {err[-1] if err else res.returncode}")
+                if signature_time(gpg, home / args[-1], env) == when:
+                    break
+            else:
+                raise AptError(f"signing with {signer.key_id}: gpg does not sign at the requested time {when}")
         return (home / "InRelease").read_bytes(), (home / "Release.gpg").read_bytes()
+
+
+def signature_time(gpg: str, path: Path, env: dict[str, str]) -> int | None:
+    """The creation time of the (first) signature in ``path``, from ``gpg --list-packets`` of its
+    armored signature block (for a clearsigned file gpg would list only the text)."""
+    data = path.read_bytes()
+    start = data.find(b"-----BEGIN PGP SIGNATURE-----")
+    if start < 0:
+        return None
+    block = path.with_name(path.name + ".sig.asc")
+    block.write_bytes(data[start:])
+    res = subprocess.run([gpg, "--batch", "--list-packets", str(block)], env=env, capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    block.unlink()
+    m = re.search(r"^:signature packet:.*\n\s+version \d+, created (\d+)", res.stdout, re.M)
+    return int(m.group(1)) if m else None
 
 
 def public_key(signer: Signer, armor: bool = False) -> bytes:

@@ -23,7 +23,7 @@ def _check(name: str, values: Sequence[str]) -> None:
 
 def render_sources(
     uris: str | Sequence[str],
-    suite: str,
+    suite: str | Sequence[str],
     components: Sequence[str] = (),
     *,
     architectures: Sequence[str] = (),
@@ -32,19 +32,20 @@ def render_sources(
     enabled: bool = True,
 ) -> str:
     """A deb822 ``.sources`` stanza. ``suite`` ending with ``/`` is a flat repository (then no
-    components); ``signed_by`` is a keyring path (or a fingerprint)."""
+    components; several suites may be given); ``signed_by`` is a keyring path (or a fingerprint)."""
     uri_list = [uris] if isinstance(uris, str) else list(uris)
-    flat = suite.endswith("/")
+    suites = [suite] if isinstance(suite, str) else list(suite)
+    flat = any(s.endswith("/") for s in suites)
     if flat and components:
         raise AptError(f".sources: flat repository {suite!r} takes no components")
     if not flat and not components:
         raise AptError(f".sources: suite {suite!r} needs at least one component")
     _check("URIs", uri_list)
-    _check("Suites", [suite])
+    _check("Suites", suites)
     _check("Components", components)
     _check("Architectures", architectures)
     _check("Types", types)
-    lines = [f"Types: {' '.join(types)}", f"URIs: {' '.join(uri_list)}", f"Suites: {suite}"]
+    lines = [f"Types: {' '.join(types)}", f"URIs: {' '.join(uri_list)}", f"Suites: {' '.join(suites)}"]
     if components:
         lines.append(f"Components: {' '.join(components)}")
     if architectures:

@@ -72,7 +72,15 @@ class ImageKind:
             ref = parse_ref(entry.ref)
             return await ctx.attempt(self.name, str(ref), resolve_image(ref, entry.platforms or default, section, ctx))
 
-        results = await asyncio.gather(*(one(e) for e in section.images))
+        async def found(ref: ImageRef, sources: list[str]) -> Item:
+            item = await resolve_image(ref, default, section, ctx)
+            return item.model_copy(update={"request": {**item.request, "discovered_from": sources}})
+
+        discovered = discovered_refs(section, ctx)
+        results = await asyncio.gather(
+            *(one(e) for e in section.images),
+            *(ctx.attempt(self.name, f"{r} (discovered in {', '.join(s)})", found(r, s)) for r, s in discovered),
+        )
         return [r for r in results if r is not None]
 
     def publish(self, items: list[Item], store: Store) -> list[Item]:
@@ -83,6 +91,25 @@ class ImageKind:
 
         registry = Registry(items, blobs)
         return registry.handle
+
+
+def discovered_refs(section: ImagesSection, ctx: ResolveContext) -> list[tuple[ImageRef, list[str]]]:
+    """The images charts run (``ctx.discovered_images``) that the manifest does not list already,
+    each once, with the charts it came from."""
+    listed = {str(parse_ref(e.ref)) for e in section.images}
+    out: dict[str, tuple[ImageRef, list[str]]] = {}
+    for text, source in ctx.discovered_images:
+        try:
+            ref = parse_ref(text)
+        except ValueError as exc:
+            ctx.fail("image", text, f"discovered in {source}: {exc}")
+            continue
+        if str(ref) in listed:
+            continue
+        sources = out.setdefault(str(ref), (ref, []))[1]
+        if source not in sources:
+            sources.append(source)
+    return [(ref, sorted(sources)) for ref, sources in (out[k] for k in sorted(out))]
 
 
 def registry_base(ref: ImageRef, section: ImagesSection) -> str:
