@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, cli_inventory, cli_profile
+from . import __version__, cli_inventory, cli_profile, cli_vars
 from .cli_args import _err, _print, _run, count, default_store, parse_size, positive_int
 from .cli_build import _registry_auth, cmd_build
 from .errors import GapcacheError, UsageError, human_bytes
@@ -348,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     pu.set_defaults(func=cmd_push)
     cli_inventory.add_commands(sub)
     cli_profile.add_commands(sub)
+    cli_vars.add_commands(sub)
     return p
 
 
