@@ -16,7 +16,7 @@ from .kinds import KINDS, ResolveContext
 from .lock import GENERATED, Artifact, Item, Lock
 from .manifest import Manifest
 from .progress import NullProgress, Progress
-from .store import Store, atomic_write, check_space
+from .store import Store, atomic_write, check_space, lock_file, unlock_file
 
 
 def _default_auth() -> Auth:
@@ -115,8 +115,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         try:
             fetched, fetch_failures, transferred = await _fetch_all(dl, items)
         except DiskFull:
-            for partial in store.tmp.glob("partial-*"):  # and their .validator files
-                partial.unlink(missing_ok=True)
+            _drop_unowned_partials(store)
             raise
         finally:
             opts.progress.end()
@@ -152,6 +151,22 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
     result.lock_path = lock_path_beside(opts.out)
     atomic_write(result.lock_path, result.packed.lock_bytes)
     return result
+
+
+def _drop_unowned_partials(store: Store) -> None:
+    """After a full disk: remove the partial downloads no process is writing (this build's, cancelled,
+    and leftovers of killed ones) — never those another build sharing the store holds locked."""
+    names = {p.name.removesuffix(".lock").removesuffix(".validator") for p in store.tmp.glob("partial-*")}
+    for partial in (store.tmp / n for n in sorted(names)):
+        lock = partial.with_name(partial.name + ".lock")
+        fd = lock_file(lock)
+        if fd is None:
+            continue  # another build is writing it
+        try:
+            partial.unlink(missing_ok=True)
+            partial.with_name(partial.name + ".validator").unlink(missing_ok=True)
+        finally:
+            unlock_file(lock, fd)
 
 
 def generated_drift(locked: Lock, items: list[Item]) -> list[Failure]:

@@ -265,6 +265,46 @@ def cmd_push(args: argparse.Namespace) -> int:
 # ---- parser ---------------------------------------------------------------------------------------
 
 
+EXAMPLES = {
+    "build": """examples:
+  gapcache build -f manifest.yaml -o deepops.tar
+  gapcache build --profile deepops -f site.yaml -o deepops.tar --split-size 4G
+  gapcache build -f manifest.yaml --plan                 # what would be fetched; -o is not needed
+  gapcache build --locked deepops.tar.lock.json -o again.tar""",
+    "ls": """examples:
+  gapcache ls deepops.tar
+  gapcache ls --root /opt/deepops --json""",
+    "verify": """examples:
+  gapcache verify deepops.tar
+  gapcache verify parts/*                                # parts, TOC and lock recognised by content
+  gapcache verify --root /opt/deepops                    # corrupt blobs are moved to ROOT/corrupt/""",
+    "load": """examples:
+  gapcache load deepops.tar
+  gapcache load /media/usb/* --root /opt/deepops""",
+    "serve": """examples:
+  gapcache serve                                         # /opt/deepops, every listener with content
+  gapcache serve --archive deepops.tar --port registry=5001 --port charts=0
+  gapcache serve --public-url mirror.site.lan            # the address clients use (host, or URL)""",
+    "mirrors": """examples:
+  gapcache mirrors deepops.tar                           # load into /opt/deepops, then serve""",
+    "push": """examples:
+  gapcache push --to harbor.site.lan/mirror
+  gapcache push --to 10.0.0.5:5000 deepops.tar --insecure""",
+}
+
+
+def _command(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with its description and examples shown by ``--help``."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=EXAMPLES.get(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gapcache",
@@ -274,12 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"gapcache {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    b = sub.add_parser(
+    b = _command(
+        sub,
         "build",
-        help="resolve a manifest, fetch everything, pack one archive (connected side)",
-        description="Resolve MANIFEST into a lock, fetch every artifact into the store "
-        "(parallel, resumable, verified) and pack ARCHIVE. Nothing is written unless all "
-        "items succeed.",
+        "resolve a manifest, fetch everything, pack one archive (connected side)",
+        "Resolve MANIFEST into a lock, fetch every artifact into the store (parallel, resumable,\n"
+        "verified) and pack ARCHIVE. Nothing is written unless all items succeed. -o is required\n"
+        "unless --plan.",
     )
     cli_profile.add_build_options(b)  # -f MANIFEST (repeatable), --profile NAME, --upstream HOST=URL
     b.add_argument("-o", "--output", metavar="ARCHIVE", help="archive to write (.tar, or .tar.zst with --compress)")
@@ -296,14 +337,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     b.set_defaults(func=cmd_build)
 
-    ls = sub.add_parser("ls", help="list the items of an archive or of a loaded root")
+    ls = _command(
+        sub, "ls", "list the items of an archive or of a loaded root", "List every item with its kind and size."
+    )
     g = ls.add_mutually_exclusive_group(required=True)
     g.add_argument("archive", nargs="?", help="archive (or its .toc.json)")
     g.add_argument("--root", metavar="DIR", help="a loaded root (lists what is served)")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_ls)
 
-    v = sub.add_parser("verify", help="re-hash every blob of an archive or of a loaded root")
+    v = _command(
+        sub,
+        "verify",
+        "re-hash every blob of an archive or of a loaded root",
+        "Re-hash every blob against its name and the lock; exit 1 naming each problem.",
+    )
     g = v.add_mutually_exclusive_group(required=True)
     g.add_argument("archive", nargs="*", default=[], help="archive, its parts, or its .toc.json")
     g.add_argument("--root", metavar="DIR", help="a loaded root")
@@ -311,13 +359,28 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-q", "--quiet", action="store_true")
     v.set_defaults(func=cmd_verify)
 
-    ld = sub.add_parser("load", help="verify an archive and load it into the offline root (all or nothing)")
+    ld = _command(
+        sub,
+        "load",
+        "verify an archive and load it into the offline root (all or nothing)",
+        "Verify every blob of ARCHIVE (its parts and TOC in any order) into the root and switch\n"
+        "`current` to its lock; a failed load leaves the root as it was. A running `serve`\n"
+        "follows the switch without a restart.",
+    )
     ld.add_argument("archive", nargs="+", help="archive, its parts, or its .toc.json")
     ld.add_argument("--root", default=str(DEFAULT_ROOT), metavar="DIR", help=f"default {DEFAULT_ROOT}")
     ld.add_argument("-q", "--quiet", action="store_true")
     ld.set_defaults(func=cmd_load)
 
-    sv = sub.add_parser("serve", help="serve the loaded root (or an archive in place) as mirrors")
+    sv = _command(
+        sub,
+        "serve",
+        "serve the loaded root (or an archive in place) as mirrors",
+        "Serve the mirrors from one process: registry 5000, repos 8001 (yum, apt), charts 8002,\n"
+        "pypi 8003, files 8004 (and git, Galaxy). Only listeners with content open. --public-url\n"
+        "takes a host name (the listener's port is added) or a full URL; without it, pages and\n"
+        "repo files use the address each client used.",
+    )
     g = sv.add_mutually_exclusive_group()
     g.add_argument("--root", metavar="DIR", help=f"loaded root (default {DEFAULT_ROOT})")
     g.add_argument(
@@ -330,14 +393,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_options(sv)
     sv.set_defaults(func=cmd_serve)
 
-    mi = sub.add_parser("mirrors", help="load ARCHIVE into the root, then serve it (the offline one-step)")
+    mi = _command(
+        sub,
+        "mirrors",
+        "load ARCHIVE into the root, then serve it (the offline one-step)",
+        "`gapcache load` then `gapcache serve` with the same root.",
+    )
     mi.add_argument("archive", nargs="+", help="archive, its parts, or its .toc.json")
     mi.add_argument("--root", default=str(DEFAULT_ROOT), metavar="DIR", help=f"default {DEFAULT_ROOT}")
     mi.add_argument("-q", "--quiet", action="store_true")
     _add_serve_options(mi)
     mi.set_defaults(func=cmd_mirrors)
 
-    pu = sub.add_parser("push", help="copy every image into an existing registry (digests preserved)")
+    pu = _command(
+        sub,
+        "push",
+        "copy every image into an existing registry (digests preserved)",
+        "Copy every image of the root or archive into REGISTRY[/PREFIX] (Harbor, Quay, distribution):\n"
+        "blobs the target has are skipped, shared ones cross-mounted, each verified before it is sent.",
+    )
     pu.add_argument("--to", required=True, metavar="REGISTRY[/PREFIX]", help="e.g. harbor.local/mirror")
     g = pu.add_mutually_exclusive_group()
     g.add_argument("--root", metavar="DIR", help=f"a loaded root (default {DEFAULT_ROOT})")

@@ -200,3 +200,26 @@ def test_json_errors_are_json(tmp_path: Path) -> None:
     assert res.returncode == 2
     doc = json.loads(res.stdout)
     assert doc["ok"] is False and doc["exit_code"] == 2 and "none.yaml" in doc["error"]
+
+
+# ---- a full disk does not delete another build's partial download ------------------------------------
+
+
+def test_disk_full_cleanup_spares_partials_another_build_holds(tmp_path: Path) -> None:
+    from gapcache.build import _drop_unowned_partials
+    from gapcache.store import Store, lock_file, unlock_file
+
+    store = Store(tmp_path / "store")
+    store.ensure()
+    mine, theirs = store.tmp / "partial-aaaa", store.tmp / "partial-bbbb"
+    for p in (mine, theirs):
+        p.write_bytes(b"x" * 10)
+        p.with_name(p.name + ".validator").write_text('"etag"')
+    held = lock_file(theirs.with_name(theirs.name + ".lock"))  # as another process writing it would
+    assert held is not None
+    try:
+        _drop_unowned_partials(store)
+        assert not mine.exists() and not mine.with_name(mine.name + ".validator").exists()
+        assert theirs.exists() and theirs.with_name(theirs.name + ".validator").exists()
+    finally:
+        unlock_file(theirs.with_name(theirs.name + ".lock"), held)
