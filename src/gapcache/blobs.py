@@ -53,6 +53,7 @@ class BlobIndex:
         self.locs = locs
         self.last_modified = formatdate(last_modified, usegmt=True)
         self._verified: dict[str, asyncio.Future[bytes | None]] = {}
+        self._failed: dict[str, tuple[tuple[int, int, int], GapcacheError]] = {}
         self._small: OrderedDict[str, bytes] = OrderedDict()
         self._small_bytes = 0
         self._headers: dict[tuple[str, str, bool], dict[str, str]] = {}
@@ -94,6 +95,11 @@ class BlobIndex:
         if cached is not None:
             self._small.move_to_end(loc.digest)
             return cached
+        failed = self._failed.get(loc.digest)
+        if failed is not None:  # known corrupt: not hashed again until the file changes (a repair)
+            if failed[0] == _file_id(loc.path):
+                raise failed[1]
+            del self._failed[loc.digest]
         fut = self._verified.get(loc.digest)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
@@ -102,6 +108,8 @@ class BlobIndex:
                 data = await asyncio.to_thread(_read_verified, loc)
             except BaseException as exc:
                 del self._verified[loc.digest]
+                if isinstance(exc, GapcacheError):
+                    self._failed[loc.digest] = (_file_id(loc.path), exc)
                 fut.set_exception(exc)
                 fut.exception()
                 raise
@@ -140,6 +148,14 @@ class BlobIndex:
             self._small_bytes -= len(old)
             # evicted small blobs are re-read (and re-verified) next time
             self._verified.pop(_, None)
+
+
+def _file_id(path: Path) -> tuple[int, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _read_verified(loc: BlobLoc) -> bytes | None:

@@ -223,3 +223,43 @@ def test_disk_full_cleanup_spares_partials_another_build_holds(tmp_path: Path) -
         assert theirs.exists() and theirs.with_name(theirs.name + ".validator").exists()
     finally:
         unlock_file(theirs.with_name(theirs.name + ".lock"), held)
+
+
+# ---- 3: serve remembers a failed verification (until the file is repaired) -------------------------
+
+
+def test_a_corrupt_blob_is_hashed_once_until_it_is_repaired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from gapcache import blobs as blobs_mod
+    from gapcache.blobs import BlobIndex, BlobLoc
+    from gapcache.errors import GapcacheError
+
+    good = b"the right bytes\n" * 100
+    digest = "sha256:" + hashlib.sha256(good).hexdigest()
+    path = tmp_path / "blob"
+    path.write_bytes(b"X" + good[1:])
+    calls: list[BlobLoc] = []
+    real = blobs_mod._read_verified
+
+    def counting(loc: BlobLoc) -> bytes | None:
+        calls.append(loc)
+        return real(loc)
+
+    monkeypatch.setattr(blobs_mod, "_read_verified", counting)
+    index = BlobIndex({digest: BlobLoc(digest, path, 0, len(good))}, 0.0)
+    loc = index.get(digest)
+    assert loc is not None
+
+    async def open_() -> bytes | None:
+        return await index.open(loc)
+
+    for _ in range(3):
+        with pytest.raises(GapcacheError, match="corrupt"):
+            asyncio.run(open_())
+    assert len(calls) == 1  # remembered, not re-hashed per request
+    fixed = tmp_path / "blob.new"
+    fixed.write_bytes(good)
+    fixed.replace(path)  # a load restores it the same way: a new file renamed into place
+    assert asyncio.run(open_()) == good
+    assert len(calls) == 2
