@@ -35,6 +35,7 @@ class BuildOptions:
     since: Lock | None = None
     compress: str | None = None
     progress: Progress = field(default_factory=NullProgress)
+    strict_platforms: bool = False  # a requested platform an image lacks fails the build
     auth: Auth | None = field(default_factory=_default_auth)
     upstreams: dict[str, str] = field(default_factory=dict)  # --upstream HOST=URL (over the manifest's)
 
@@ -82,7 +83,10 @@ async def plan(manifest: Manifest, opts: BuildOptions) -> BuildResult:
         upstreams={**manifest.upstreams, **opts.upstreams},
     ) as dl:
         items, failures, _ = await resolve(manifest, dl, probe_sizes=True)
-    return BuildResult(items=items, failures=failures)
+    lacking = missing_platforms(items)
+    if opts.strict_platforms:
+        failures += lacking
+    return BuildResult(items=items, failures=failures, warnings=[f"{f.item}: {f.reason}" for f in lacking])
 
 
 async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | None = None) -> BuildResult:
@@ -134,7 +138,9 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         publish_failures += generated_drift(locked, published)
     fetched = published
     result = BuildResult(items=fetched, failures=failures + fetch_failures + publish_failures, transferred=transferred)
-    result.warnings = name_collisions(fetched)
+    result.warnings = name_collisions(fetched) + [f"{f.item}: {f.reason}" for f in missing_platforms(fetched)]
+    if opts.strict_platforms:
+        result.failures += missing_platforms(fetched)
     if not result.ok or opts.out is None:
         return result
     lock = locked if locked is not None else Lock.build(fetched)
@@ -183,6 +189,15 @@ def generated_drift(locked: Lock, items: list[Item]) -> list[Failure]:
                 )
                 out.append(Failure(f"{item.kind} {item.name}", why))
     return out
+
+
+def missing_platforms(items: list[Item]) -> list[Failure]:
+    """Images that lack a requested platform (an amd64-only image asked for amd64 and arm64)."""
+    return [
+        Failure(f"image {i.name}", f"no {', '.join(i.resolved['missing_platforms'])} variant (requested)")
+        for i in items
+        if i.kind == "image" and i.resolved.get("missing_platforms")
+    ]
 
 
 def name_collisions(items: list[Item]) -> list[str]:

@@ -333,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--since", metavar="OLD", help="differential: leave out blobs in OLD (a lock or archive)")
     b.add_argument("--compress", choices=["zstd"], help="compress the whole archive (multi-threaded zstd)")
     b.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    b.add_argument(
+        "--strict-platforms", action="store_true", help="fail when an image lacks a requested platform (else a warning)"
+    )
     _add_auth_option(b, "registry credentials")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     b.set_defaults(func=cmd_build)

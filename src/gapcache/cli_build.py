@@ -37,6 +37,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     opts = BuildOptions(
         auth=_registry_auth(args.registry_auth),
         upstreams=cli_upstreams(args),
+        strict_platforms=args.strict_platforms,
         store=Path(args.store) if args.store else default_store(),
         out=Path(args.output) if args.output else None,
         concurrency=args.concurrency,
@@ -59,6 +60,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                         "artifacts": [{"path": p, "size": s, "source": src} for p, s, src in rows],
                         "discovered_images": discovered_images(result.items),
                         "failed": [{"item": f.item, "reason": f.reason} for f in result.failures],
+                        "warnings": result.warnings,
                     },
                     indent=1,
                 )
@@ -70,6 +72,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             _print("\n".join([f"{len(rows)} artifact(s), {human_bytes(known)} known", *plan_notes(result.items)]))
             for f in result.failures:
                 _print(f"UNRESOLVED {f.item}: {f.reason}")
+            for w in result.warnings:
+                _print(f"WARNING {w}")
         return 0 if result.ok else 1
     if opts.out is None:
         raise UsageError("give the archive to write with -o ARCHIVE.tar (or use --plan)")
@@ -87,6 +91,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                     "lock": str(result.lock_path) if result.lock_path else None,
                     "items": len(result.items),
                     "bytes_downloaded": result.transferred,
+                    "warnings": result.warnings,
                 },
                 indent=1,
             )

@@ -292,3 +292,31 @@ def test_plan_leaves_the_store_untouched(tmp_path: Path, upstreams: Upstreams, y
     assert not fresh.exists()
     # and a real build after the plan still works from that store (nothing was half-written)
     gapcache("build", "-f", m, "-o", tmp_path / "all.tar", "--store", store, check=True, env=env)
+
+
+@pytest.mark.slow
+def test_a_missing_platform_is_named_and_strict_platforms_fails(tmp_path: Path, upstreams: Upstreams) -> None:
+    """An amd64-only image built for [amd64, arm64]: the report names it (Grace nodes would find out
+    at pull time otherwise); --strict-platforms makes it a failure."""
+    up = upstreams.plain
+    m = tmp_path / "m.yaml"
+    m.write_text(
+        "format: 1\nplatforms: [linux/amd64, linux/arm64]\n"
+        f"images:\n  - {up.host}/team/other:2\n  - {up.host}/team/app:1\n  - {up.host}/team/docker:v2s2\n"
+        f"registries:\n  {up.host}: {{insecure: true}}\n"
+    )
+    store = tmp_path / "store"
+    res = gapcache("build", "-f", m, "-o", tmp_path / "a.tar", "--store", store, "--json")
+    assert res.returncode == 0, res.stderr
+    warnings = json.loads(res.stdout)["warnings"]
+    lacking = sorted(w.rsplit(": no ", 1)[0] for w in warnings if "no linux/arm64 variant" in w)
+    assert lacking == [
+        f"image {up.host.replace(':', '_')}/team/docker:v2s2",
+        f"image {up.host.replace(':', '_')}/team/other:2",
+    ]
+    plan = gapcache("build", "-f", m, "--plan", "--store", store)
+    assert plan.returncode == 0 and "WARNING image" in plan.stdout and "no linux/arm64 variant" in plan.stdout
+    strict = gapcache("build", "-f", m, "-o", tmp_path / "b.tar", "--store", store, "--strict-platforms")
+    assert strict.returncode == 1
+    assert "team/other:2" in strict.stderr and "no linux/arm64 variant" in strict.stderr
+    assert not (tmp_path / "b.tar").exists()

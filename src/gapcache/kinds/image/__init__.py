@@ -112,6 +112,23 @@ def discovered_refs(section: ImagesSection, ctx: ResolveContext) -> list[tuple[I
     return [(ref, sorted(sources)) for ref, sources in (out[k] for k in sorted(out))]
 
 
+IMAGE_CONFIGS = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
+
+
+async def _config_platform(manifest: bytes, base: str, ctx: ResolveContext) -> dict[str, Any] | None:
+    """The platform of a single-platform image, from its config (None for other artifacts, e.g. a
+    Helm chart, whose config says nothing about platforms)."""
+    desc = json.loads(manifest).get("config") or {}
+    if desc.get("mediaType") not in IMAGE_CONFIGS or not DIGEST.match(str(desc.get("digest"))):
+        return None
+    body = await ctx.downloader.get_bytes(f"{base}/blobs/{desc['digest']}", max_size=1 << 20)
+    if "sha256:" + hashlib.sha256(body).hexdigest() != desc["digest"]:
+        raise GapcacheError(f"config {desc['digest']} does not match its digest")
+    ctx.keep(body)
+    cfg = json.loads(body)
+    return {k: cfg.get(k) for k in ("os", "architecture", "variant")} if isinstance(cfg, dict) else None
+
+
 def registry_base(ref: ImageRef, section: ImagesSection) -> str:
     cfg = section.registries.get(ref.host)
     scheme = "http" if cfg is not None and cfg.insecure else "https"
@@ -157,8 +174,10 @@ async def resolve_image(ref: ImageRef, platforms: list[str], section: ImagesSect
                 chosen.append("/".join(x for x in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if x))
         if not manifests:
             raise GapcacheError(f"{ref}: no manifest for platforms {', '.join(platforms)} in the index")
+        offered = [d.get("platform") for d in index.get("manifests", [])]
     else:
         manifests.append((body, top_type))
+        offered = [await _config_platform(body, base, ctx)]
     for raw, _ in manifests:
         doc = json.loads(raw)
         for desc in [doc["config"], *doc.get("layers", [])]:
@@ -167,6 +186,12 @@ async def resolve_image(ref: ImageRef, platforms: list[str], section: ImagesSect
                 raise GapcacheError(f"{ref}: unsupported blob digest {d!r}")
             add("blobs", d, size, desc.get("mediaType", "application/octet-stream"), f"{base}/blobs/{d}")
     resolved: dict[str, Any] = {"name": ref.name, "digest": digest, "media_type": top_type, "platforms": sorted(chosen)}
+    # a requested platform the image does not offer: said at build time, not at pull time on the node
+    missing = [
+        p for p in platforms if p != "all" and offered != [None] and not any(platform_matches([p], o) for o in offered)
+    ]
+    if missing:
+        resolved["missing_platforms"] = missing
     if ref.tag:
         resolved["tag"] = ref.tag
     request: dict[str, Any] = {"ref": str(ref)}
