@@ -157,6 +157,17 @@ def client_hints(bound: dict[str, int], host: str, lock: Any) -> list[str]:
         lines.append(f"pip install --index-url {idx} --trusted-host {host} {projects[0].resolved['project']}")
         lines.append(f"uv pip install --index-url {idx} {projects[0].resolved['project']}")
         lines.append(f"pip.conf: [global] index-url = {idx}  trusted-host = {host}")
+    kinds = {i.kind: i for i in lock.items} if lock else {}
+    if "repos" in bound and "rpm" in kinds:
+        repo = f"http://{host}:{bound['repos']}/{kinds['rpm'].resolved['id']}.repo"
+        lines.append(f"curl -fo /etc/yum.repos.d/{kinds['rpm'].resolved['id']}.repo {repo} && dnf makecache")
+    if "repos" in bound and "apt" in kinds:
+        rid = str(kinds["apt"].resolved["id"])
+        base = f"http://{host}:{bound['repos']}/{rid}"
+        lines.append(f"curl -fo /etc/apt/keyrings/{rid}.gpg {base}/key.gpg && "
+                     f"curl -fo /etc/apt/sources.list.d/{rid}.sources {base}.sources && apt-get update")  # fmt: skip
+    if "charts" in bound and "chart" in kinds:
+        lines.append(f"helm repo add gapcache http://{host}:{bound['charts']} && helm search repo gapcache")
     return lines
 
 
