@@ -97,11 +97,17 @@ class LogProgress:
             self._say(f"  [{self.done_items}/{self.total_items}] {status} {key}{' ' + note if note else ''}")
 
     def end(self) -> None:
-        dt = max(time.monotonic() - self.t0, 1e-9)
-        self._say(
-            f"{self.what}: done, {self.done_items} item(s), {human_bytes(self.done_bytes)} "
-            f"in {dt:.1f}s ({human_bytes(self.done_bytes / dt)}/s)"
-        )
+        done = f"{self.done_items} item(s), {human_bytes(self.done_bytes)}"
+        self._say(f"{self.what}: done, {done} {took(self.t0, self.done_bytes)}")
+
+
+def took(t0: float, done: int) -> str:
+    """``in 3.2s (118.0 MiB/s)``; below 0.1 s the milliseconds and no rate (a rate over a few
+    milliseconds says nothing true)."""
+    dt = time.monotonic() - t0
+    if dt < 0.1:
+        return f"in {dt * 1000:.0f} ms"
+    return f"in {dt:.1f}s ({human_bytes(done / dt)}/s)"
 
 
 class RichProgress:

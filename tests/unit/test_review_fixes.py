@@ -263,3 +263,13 @@ def test_a_corrupt_blob_is_hashed_once_until_it_is_repaired(tmp_path: Path, monk
     fixed.replace(path)  # a load restores it the same way: a new file renamed into place
     assert asyncio.run(open_()) == good
     assert len(calls) == 2
+
+
+def test_progress_says_what_is_true_about_short_jobs() -> None:
+    import time as _time
+
+    from gapcache.progress import took
+
+    assert took(_time.monotonic(), 6 << 20).startswith("in ") and "ms" in took(_time.monotonic(), 6 << 20)
+    assert "/s" not in took(_time.monotonic(), 6 << 20)  # no rate over a few milliseconds
+    assert took(_time.monotonic() - 2.0, 200 << 20).endswith("(100.0 MiB/s)")
