@@ -4,12 +4,14 @@
 
 Same files, same upstream, same run. gapcache: `build` into a fresh store (resolve, fetch with
 sha256 check, fsync, pack). curl: `--parallel --parallel-max 8` (gapcache's default concurrency).
-wget: `-i` (sequential; wget has no parallel mode).
+curl also hashes (sha256sum), archives (tar cf) and syncs: the same
+work as gapcache's build. wget: `-i` (sequential; wget has no parallel mode; download only).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import subprocess
@@ -23,6 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--work", type=Path, default=REPO / "bench/out/fetchsmall")
+    ap.add_argument("--src", type=Path, help="run the gapcache package under this directory")
     args = ap.parse_args()
     need("nginx", "curl", "wget")
     work: Path = args.work
@@ -50,20 +53,26 @@ def main() -> None:
         )
 
         def run_gapcache(store: Path) -> float:
+            env = dict(os.environ, **({"PYTHONPATH": str(args.src)} if args.src else {}))
             t0 = time.perf_counter()
             subprocess.run(
                 [PY, "-m", "gapcache", "build", "-f", str(work / "m.yaml"), "-o", str(work / "o.tar"),
                  "--store", str(store), "-q"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
             )  # fmt: skip
             return time.perf_counter() - t0
 
         def run_curl() -> float:
+            """The same work with the standard tools: download, hash, archive, make durable."""
             shutil.rmtree(work / "curl", ignore_errors=True)
+            (work / "curl.tar").unlink(missing_ok=True)
             t0 = time.perf_counter()
             subprocess.run(
                 ["curl", "-sS", "--parallel", "--parallel-max", "8", "--create-dirs", "-K", str(curl_cfg)], check=True
             )
+            tar = work / "curl.tar"
+            pipeline = f"find . -type f -print0 | xargs -0 sha256sum > SHA256SUMS && tar cf {tar} . && sync {tar}"
+            subprocess.run(pipeline, shell=True, check=True, cwd=work / "curl")
             return time.perf_counter() - t0
 
         def run_wget() -> float:
@@ -84,10 +93,16 @@ def main() -> None:
     gb, cb, wb = min(g), min(c), min(w)
     label = f"{args.files} files, {total / 1024 / 1024:.1f} MiB"
     rows.append(
-        (f"build, fresh store ({label}, best of 3)", f"{gb:.2f} s", f"curl --parallel 8: {cb:.2f} s", f"{cb / gb:.2f}x")
+        (
+            f"build, fresh store ({label}, best of 3)",
+            f"{gb:.2f} s ({gb:.2f}–{max(g):.2f})",
+            f"curl --parallel 8 + sha256sum + tar cf + sync: {cb:.2f} s",
+            f"{cb / gb:.2f}x",
+        )
     )
     rows.append(("same", f"{gb:.2f} s", f"wget -i: {wb:.2f} s", f"{wb / gb:.2f}x"))
-    rows.append(("rebuild, warm store (downloads nothing)", f"{min(warm):.2f} s", "-", "-"))
+    rows.append(("rebuild, warm store (downloads nothing)", f"{min(warm):.2f} s ({min(warm):.2f}–{max(warm):.2f})",
+                 "goal ≤ 0.5 s (1,000 items)", "-"))  # fmt: skip
     print(table("Fetch many small files from a local nginx (ratio > 1: gapcache faster)", rows))
 
 

@@ -30,12 +30,12 @@ from .errors import GapcacheError, UsageError
 from .lock import Lock
 from .root import Root
 from .store import hash_chunks, read_range
+from .wire import MAX_LOGGED, Prebuilt, serialize_head
 
 log = logging.getLogger("gapcache.serve")
 
 SMALL = 256 * 1024  # blobs up to this size are kept in memory once verified
 SMALL_CACHE_BYTES = 256 << 20
-MAX_LOGGED = 512  # characters of a client-chosen path or request line written to a log
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class BlobIndex:
         self._small: OrderedDict[str, bytes] = OrderedDict()
         self._small_bytes = 0
         self._headers: dict[tuple[str, str, bool], dict[str, str]] = {}
+        self._heads: dict[tuple[str, str, bool], bytes] = {}
 
     @classmethod
     def from_root(cls, root: Root, lock: Lock) -> BlobIndex:
@@ -139,6 +140,14 @@ class BlobIndex:
                 hdrs["Docker-Content-Digest"] = loc.digest
                 hdrs["Docker-Distribution-API-Version"] = "registry/2.0"
         return hdrs
+
+    def head(self, loc: BlobLoc, content_type: str, registry: bool = False) -> bytes:
+        """The serialised status line and headers of a whole 200 answer for ``loc`` (built once)."""
+        key = (loc.digest, content_type, registry)
+        head = self._heads.get(key)
+        if head is None:
+            head = self._heads[key] = serialize_head(200, self.headers(loc, content_type, registry), loc.size)
+        return head
 
     def _remember(self, digest: str, data: bytes) -> None:
         self._small[digest] = data
@@ -231,14 +240,19 @@ async def _send_bounded(
 ) -> None:
     """Send without ever queueing more than :data:`CHUNK` bytes for a client that does not read.
 
-    While the transport's buffer is empty, ``os.sendfile`` goes straight to the socket (zero copy;
-    the kernel takes what fits in the socket buffer). When the socket is full, one CHUNK read from
-    the file is queued through the transport, and nothing more is sent until it has drained — the
-    transport's write limits are set to 0 for that, so ``drain()`` waits for an empty buffer.
+    ``os.sendfile`` goes straight to the socket (zero copy; the kernel takes what fits in the
+    socket buffer); when the socket is full, wait until it is writable again (polled on a
+    duplicate of its descriptor: the loop's transport owns the original), at most
+    :data:`SEND_TIMEOUT`. Where there is no sendfile (TLS, a file system without it), one CHUNK read
+    from the file is queued through the transport at a time, and nothing more is sent until it has
+    drained — the transport's write limits are set to 0 for that, so ``drain()`` waits for an
+    empty buffer.
     """
     loop = asyncio.get_running_loop()
     sock = transport.get_extra_info("socket")
-    sockfd = sock.fileno() if sock is not None else -1
+    tls = transport.get_extra_info("sslcontext") is not None  # bytes must go through the TLS layer
+    sockfd = sock.fileno() if sock is not None and not tls else -1
+    pollfd = -1
     transport.set_write_buffer_limits(high=0, low=0)
     try:
         while count:
@@ -247,11 +261,14 @@ async def _send_bounded(
             if transport.is_closing():
                 raise ConnectionResetError("connection lost")
             sent = 0
-            if sockfd >= 0 and not transport.get_write_buffer_size():  # never ahead of queued bytes
+            if sockfd >= 0:  # the transport's buffer is empty here: never ahead of queued bytes
                 try:
                     sent = os.sendfile(sockfd, fd, offset, min(count, 1 << 30))
                 except BlockingIOError:
-                    pass
+                    if pollfd < 0:
+                        pollfd = os.dup(sockfd)
+                    await _writable(loop, transport, pollfd)
+                    continue
                 except OSError as exc:
                     if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK):
                         raise ConnectionResetError(str(exc)) from exc
@@ -270,8 +287,27 @@ async def _send_bounded(
         if transport.get_write_buffer_size():
             await _drained(transport, writer)
     finally:
+        if pollfd >= 0:
+            os.close(pollfd)
         if not transport.is_closing():
             transport.set_write_buffer_limits()
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, pollfd: int) -> None:
+    fut = loop.create_future()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_writer(pollfd, ready)
+    try:
+        await asyncio.wait_for(fut, SEND_TIMEOUT)
+    except asyncio.TimeoutError:
+        transport.abort()
+        raise ConnectionResetError(f"the client took nothing for {SEND_TIMEOUT:.0f} s") from None
+    finally:
+        loop.remove_writer(pollfd)
 
 
 async def _drained(transport: asyncio.Transport, writer: AbstractStreamWriter) -> None:
@@ -290,7 +326,7 @@ async def send_blob(
     if "Range" not in h and "If-None-Match" not in h and "If-Range" not in h:
         cached = blobs.cached(loc.digest)
         if cached is not None:  # the hot path: a small verified blob, whole, from memory
-            return web.Response(body=cached, headers=blobs.headers(loc, content_type, registry))
+            return Prebuilt(blobs.head(loc, content_type, registry), cached)
     etag = f'"{loc.digest}"'
     headers = dict(blobs.headers(loc, content_type, registry))
     inm = request.headers.get("If-None-Match")
@@ -312,6 +348,8 @@ async def send_blob(
         start, end = rng
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{loc.size}"
+    if data is not None and status == 200:
+        return Prebuilt(blobs.head(loc, content_type, registry), data)
     if data is not None:  # aiohttp sends the headers (with Content-Length) and no body for HEAD
         return web.Response(status=status, body=data if status == 200 else data[start:end], headers=headers)
     stream = _SendfileResponse(loc, start, end - start, status=status, headers=headers)

@@ -16,6 +16,7 @@ from .kinds import KINDS, ResolveContext
 from .lock import GENERATED, Artifact, Item, Lock
 from .manifest import Manifest
 from .progress import NullProgress, Progress
+from .signing import fingerprint, load_private_key, sig_path, sign
 from .store import Store, atomic_write, check_space, lock_file, unlock_file
 
 
@@ -38,6 +39,7 @@ class BuildOptions:
     strict_platforms: bool = False  # a requested platform an image lacks fails the build
     auth: Auth | None = field(default_factory=_default_auth)
     upstreams: dict[str, str] = field(default_factory=dict)  # --upstream HOST=URL (over the manifest's)
+    sign_key: Path | None = None  # --sign: ed25519 private key (signing.py)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class BuildResult:
     transferred: int = 0
     lock_path: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    signer: str | None = None  # the signing key's fingerprint (--sign)
 
     @property
     def ok(self) -> bool:
@@ -92,6 +95,7 @@ async def plan(manifest: Manifest, opts: BuildOptions) -> BuildResult:
 async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | None = None) -> BuildResult:
     """Resolve (or take ``locked``), fetch every artifact, and pack the archive if all succeeded."""
     store = Store(opts.store)
+    signer = load_private_key(opts.sign_key) if opts.sign_key is not None else None  # a bad key: before fetching
     store.ensure()
     async with Downloader(
         store,
@@ -145,6 +149,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         return result
     lock = locked if locked is not None else Lock.build(fetched)
     result.lock = lock
+    signature = sign(signer, lock.to_bytes()) if signer is not None else None
     result.packed = pack(
         lock,
         store,
@@ -153,9 +158,15 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         since=opts.since,
         compress=opts.compress,
         progress=opts.progress,
+        signature=signature,
     )
     result.lock_path = lock_path_beside(opts.out)
     atomic_write(result.lock_path, result.packed.lock_bytes)
+    if signer is not None and signature is not None:
+        result.signer = fingerprint(signer.public_key())
+        atomic_write(sig_path(result.lock_path), signature)
+        if result.packed.toc is not None:
+            atomic_write(sig_path(result.packed.toc), sign(signer, result.packed.toc.read_bytes()))
     return result
 
 

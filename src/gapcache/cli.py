@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, cli_inventory, cli_profile, cli_vars
+from . import __version__, cli_inventory, cli_profile, cli_sets, cli_site, cli_vars
 from .cli_args import _err, _print, _run, count, default_store, parse_size, positive_int
 from .cli_build import _registry_auth, cmd_build
 from .errors import GapcacheError, UsageError, human_bytes
@@ -33,16 +33,25 @@ def cmd_ls(args: argparse.Namespace) -> int:
         head = read_head(resolve_parts([Path(args.archive)])[0])
         lock = head.lock
         title = f"{args.archive}{' (differential)' if head.since else ''}"
+        set_lines: list[str] = []
+        of_item: dict[tuple[str, str], str] = {}
     else:
         from .root import Root
 
         lock = Root(Path(args.root)).current_lock()
-        title = f"{args.root} (served)"
+        set_lines, of_item = cli_sets.served_listing(args.root)
+        title = f"{args.root} (served: {len(set_lines)} set(s))"
     rows = _lock_rows(lock)
     if args.json:
-        _print(json.dumps([{"kind": k, "name": n, "size": s} for k, n, s in rows], indent=1))
+        out = [
+            {"kind": k, "name": n, "size": s} | ({"set": of_item[k, n]} if (k, n) in of_item else {})
+            for k, n, s in rows
+        ]
+        _print(json.dumps(out, indent=1))
         return 0
     _print(title)
+    for line in set_lines:
+        _print(line)
     for kind, name, size in rows:
         _print(f"{kind:6} {human_bytes(size):>10}  {name}")
     _print(f"{len(rows)} item(s), {len(lock.blobs())} blob(s), {human_bytes(lock.total_size())}")
@@ -82,33 +91,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from .progress import make_progress
-    from .root import Root
-
-    root = Root(Path(args.root))
-    result = root.load([Path(a) for a in args.archive], make_progress(args.quiet))
-    for digest in result.repaired:
-        _err(f"{args.root}: blob {digest} was corrupt in the root; restored from the archive")
-    if result.already_loaded:
-        _err(f"{args.root}: already loaded ({result.lock_name}); nothing changed")
-    else:
-        _err(
-            f"{args.root}: loaded {result.blobs_added} new blob(s), {human_bytes(result.bytes_added)}; "
-            f"serving lock {result.lock_name}"
-        )
-    return 0
+    return cli_sets.load(args)  # plain, or --add beside the sets already served
 
 
 def _parse_ports(values: list[str]) -> dict[str, int]:
-    from .serve import LISTENERS
+    from .vars.facts import parse_ports
 
-    ports = dict(LISTENERS)
-    for v in values:
-        name, sep, num = v.partition("=")
-        if not sep or name not in LISTENERS or not num.isdigit() or int(num) > 65535:
-            raise UsageError(f"--port {v!r}: expected NAME=PORT with NAME one of {', '.join(LISTENERS)}")
-        ports[name] = int(num)
-    return ports
+    return parse_ports(values)
 
 
 def _serve_config(args: argparse.Namespace) -> Any:
@@ -118,7 +107,7 @@ def _serve_config(args: argparse.Namespace) -> Any:
         raise UsageError("--workers must be at least 1")
     if args.max_connections is not None and args.max_connections < 1:
         raise UsageError("--max-connections must be at least 1")
-    return ServeConfig(
+    config = ServeConfig(
         root=Path(args.root) if args.root else None,
         archive=[Path(a) for a in getattr(args, "serve_archive", None) or []],
         bind=args.bind,
@@ -131,6 +120,7 @@ def _serve_config(args: argparse.Namespace) -> Any:
         keepalive_timeout=args.keepalive_timeout,
         max_connections=args.max_connections,
     )
+    return cli_site.site_serve_config(args, config)  # --lock, --tls…
 
 
 def client_hints(bound: dict[str, int], host: str, lock: Any) -> list[str]:
@@ -188,7 +178,7 @@ def _run_server(config: Any) -> int:
         )
         _err(f"gapcache {__version__}: serving ({config.workers} worker(s)); Ctrl-C to stop")
         for name, port in bound.items():
-            _err(f"  {name:9} http://{host}:{port}/")
+            _err(f"  {name:9} {'https' if config.tls_cert else 'http'}://{host}:{port}/")
         hints = client_hints(bound, host, lock)
         for i, line in enumerate(hints):
             _err(f"  {'try:' if i == 0 else '    '} {line}")
@@ -250,6 +240,7 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
         help="connections per process: past N, those that sent no request yet are closed, else new ones "
         "get 503 (default: half the open-file limit)",
     )
+    cli_site.add_tls_options(p)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -291,7 +282,8 @@ EXAMPLES = {
   gapcache verify --root /opt/deepops                    # corrupt blobs are moved to ROOT/corrupt/""",
     "load": """examples:
   gapcache load deepops.tar
-  gapcache load /media/usb/* --root /opt/deepops""",
+  gapcache load /media/usb/* --root /opt/deepops
+  gapcache load --add cuda-update.tar                    # serve it beside what is served (sets)""",
     "serve": """examples:
   gapcache serve                                         # /opt/deepops, every listener with content
   gapcache serve --archive deepops.tar --port registry=5001 --port charts=0
@@ -347,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--strict-platforms", action="store_true", help="fail when an image lacks a requested platform (else a warning)"
     )
+    cli_site.add_sign_option(b)
     _add_auth_option(b, "registry credentials")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     b.set_defaults(func=cmd_build)
@@ -384,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("archive", nargs="+", help="archive, its parts, or its .toc.json")
     ld.add_argument("--root", default=str(DEFAULT_ROOT), metavar="DIR", help=f"default {DEFAULT_ROOT}")
     ld.add_argument("-q", "--quiet", action="store_true")
+    cli_site.add_verify_option(ld)
+    cli_sets.add_load_options(ld)  # --add, --name
     ld.set_defaults(func=cmd_load)
 
     sv = _command(
@@ -405,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve an uncompressed archive in place, without loading it",
     )
     _add_serve_options(sv)
+    cli_site.add_lock_option(sv)
     sv.set_defaults(func=cmd_serve)
 
     mi = _command(
@@ -416,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("archive", nargs="+", help="archive, its parts, or its .toc.json")
     mi.add_argument("--root", default=str(DEFAULT_ROOT), metavar="DIR", help=f"default {DEFAULT_ROOT}")
     mi.add_argument("-q", "--quiet", action="store_true")
+    cli_site.add_verify_option(mi)
     _add_serve_options(mi)
     mi.set_defaults(func=cmd_mirrors)
 
@@ -437,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_inventory.add_commands(sub)
     cli_profile.add_commands(sub)
     cli_vars.add_commands(sub)
+    cli_site.add_commands(sub)
+    cli_sets.add_commands(sub)
     return p
 
 

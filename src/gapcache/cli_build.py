@@ -46,6 +46,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         since=since,
         compress=args.compress,
         progress=make_progress(args.quiet or args.json),
+        sign_key=Path(args.sign) if getattr(args, "sign", None) else None,
     )
     if args.plan:
         if manifest is None:
@@ -102,6 +103,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         if result.packed.toc:
             _err(f"wrote {result.packed.toc}")
         _err(f"wrote {result.lock_path}")
+        if opts.sign_key is not None:
+            _err(f"signed with {opts.sign_key} ({result.signer})")
         _err(
             f"{len(result.items)} item(s), {result.packed.blobs} blob(s), "
             f"{human_bytes(result.packed.blob_bytes)}; downloaded {human_bytes(result.transferred)}"

@@ -38,10 +38,11 @@ def cmd_vars(args: argparse.Namespace) -> int:
         given = list(v.parse_hosts(args.mirror_host)) if args.mirror_host else None
         return _check(Path(args.check), given)
     hosts = v.parse_hosts(args.mirror_host)
-    mirrors = v.Mirrors(hosts=hosts, ports=v.parse_ports(args.port), scheme="https" if args.https else "http")
+    ca = (args.ca or v.DEFAULT_CA) if args.https else None  # --ca (cli_site: TLS)
+    mirrors = v.Mirrors(hosts=hosts, ports=v.parse_ports(args.port), scheme="https" if args.https else "http", ca=ca)
     lock = v.load_lock(args.root, args.archive, args.lock)
     out = Path(args.output)
-    gen = v.generate(lock, mirrors)
+    gen = v.generate(lock, mirrors, v.root_ca(args.root or (None if args.archive or args.lock else "/opt/deepops")))
     written = v.write_outputs(out, gen.files)
     _err(f"{out}: {len(gen.files)} file(s) for {', '.join(hosts)} ({len(written)} written, "
          f"{len(gen.files) - len(written)} unchanged)")  # fmt: skip
@@ -108,6 +109,7 @@ def add_commands(sub: Any) -> None:
                    help="a listener's port as served (registry 5000, repos 8001, charts 8002, pypi 8003, "
                         "files 8004)")  # fmt: skip
     v.add_argument("--https", action="store_true", help="the mirrors are reached over TLS (https URLs)")
+    v.add_argument("--ca", metavar="PATH", help="--https: the CA's path on the nodes (default /etc/gapcache/ca.crt)")
     v.set_defaults(func=cmd_vars)
 
     p = sub.add_parser(

@@ -35,6 +35,7 @@ import aiohttp
 
 from .auth import Auth, answer_401
 from .errors import DigestMismatch, DiskFull, FetchError, HTTPStatusError
+from .fileurl import read_if_file
 from .progress import NullProgress, Progress
 from .sources import SourceJournal
 from .store import CHUNK, Store, check_space, hash_chunks, lock_file, read_range, try_lock, unlock_file
@@ -216,7 +217,7 @@ class Downloader:
     async def get(
         self, url: str, headers: Mapping[str, str] | None = None, *, max_size: int = 256 << 20
     ) -> tuple[bytes, dict[str, str]]:
-        """GET small metadata: the body and the response headers (auth and retries included)."""
+        """GET small metadata: the body and the response headers (auth and retries; file:// read)."""
         challenged = False
 
         async def once() -> tuple[bytes, dict[str, str]]:
@@ -233,7 +234,7 @@ class Downloader:
                         raise FetchError(url, f"response larger than {max_size} bytes")
                 return bytes(body), dict(resp.headers)
 
-        return await self._retrying(url, once)
+        return await (read_if_file(url, self._url(url), max_size) or self._retrying(url, once))
 
     # ---- machinery --------------------------------------------------------------------------
 

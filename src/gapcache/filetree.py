@@ -16,6 +16,7 @@ from aiohttp import web
 from .blobs import BlobIndex, BlobLoc, send_blob
 from .lock import Item
 from .names import FILES_PREFIX
+from .wire import Prebuilt, serialize_head
 
 
 @dataclass
@@ -67,7 +68,8 @@ class FilesTree:
             loc, media_type = hit
             return await send_blob(request, self.blobs, loc, media_type)
         if path in self.dirs:
-            return web.Response(body=self.listing(path), content_type="text/html", charset="utf-8")
+            page = self.listing(path)
+            return Prebuilt(serialize_head(200, {"Content-Type": "text/html; charset=utf-8"}, len(page)), page)
         if path + "/" in self.dirs:
             return web.Response(status=301, headers={"Location": quote(path + "/")}, text="moved\n")
         return None

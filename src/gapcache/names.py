@@ -56,6 +56,13 @@ def logical_path_error(path: str) -> str | None:
     return None
 
 
+def check_repo_id(repo_id: str) -> str:
+    """A yum or apt repo id: it names a folder on the repos listener (``/<id>/``) and ``<id>.repo``."""
+    if not repo_id or not all(c.isalnum() or c in "-_." for c in repo_id) or repo_id.startswith("."):
+        raise ValueError("repo id: letters, digits, '-', '_' and '.' only")
+    return repo_id
+
+
 def split_digest(digest: str) -> str:
     """``sha256:<hex>`` → ``<hex>`` (validated)."""
     if not DIGEST.match(digest):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
@@ -34,6 +35,8 @@ from .archive import ArchiveHead, ArchiveReader, ArchiveSet, VerifyReport, archi
 from .errors import ArchiveError, DiskFull, GapcacheError
 from .lock import Lock, read_lock
 from .progress import NullProgress, Progress
+from .signing import TrustedKey, read_detached, trusted_keys
+from .signing import check as check_signature
 from .store import (
     DIR_MODE,
     FILE_MODE,
@@ -80,9 +83,21 @@ class Root:
 
     # ---- load ----------------------------------------------------------------------------------
 
-    def load(self, archives: list[Path], progress: Progress | None = None) -> LoadResult:
-        """Load an archive (its parts, or a TOC; lock files beside them are recognised and skipped)."""
+    def load(
+        self,
+        archives: list[Path],
+        progress: Progress | None = None,
+        verify_keys: list[Path] | None = None,
+        *,
+        switch: bool = True,
+    ) -> LoadResult:
+        """Load an archive (its parts, or a TOC; lock files beside them are recognised and skipped).
+
+        With ``verify_keys`` (``--verify-key``), or any ``*.pub`` in ``keys/``, the archive must carry a
+        valid signature by one of those keys (signing.py), checked before anything is written.
+        ``switch=False`` (``load --add``, sets.py) writes the blobs and the lock but leaves ``current``."""
         progress = progress or NullProgress()
+        keys = trusted_keys(self.keys, list(verify_keys or []))
         found = archive_set(archives)
         if not found.parts:
             raise GapcacheError("no archive given (only lock files)")
@@ -96,9 +111,13 @@ class Root:
                         f"{part}: {part.stat().st_size} bytes, the table of contents says {size}; "
                         "re-send this part (nothing was loaded)"
                     )
+        if found.toc is not None and keys:
+            toc_sig = read_detached(found.toc.path)
+            if toc_sig is not None:
+                check_signature(str(found.toc.path), found.toc.path.read_bytes(), toc_sig, keys)
         created = _missing_dirs(self.path)
         try:
-            return _Load(self, found, progress).run()
+            return _Load(self, found, progress, keys, switch).run()
         except BaseException:
             for d in reversed(created):
                 with contextlib.suppress(OSError):
@@ -144,7 +163,12 @@ class Root:
 class _Load:
     """One load, all or nothing: everything it creates is listed, and removed if it fails."""
 
-    def __init__(self, root: Root, found: ArchiveSet, progress: Progress) -> None:
+    def __init__(
+        self, root: Root, found: ArchiveSet, progress: Progress, keys: list[TrustedKey], switch: bool = True
+    ) -> None:
+        self.keys = keys
+        self.switch = switch
+        self._held: int | None = None  # the root directory, flocked shared while loading
         self.root = root
         self.store = root.store
         self.parts = found.parts
@@ -159,6 +183,10 @@ class _Load:
             os.chmod(d, DIR_MODE)  # whatever the umask: a non-root serve reads the root
             self.made.append(d)
 
+    def _hold(self, path: Path) -> None:
+        self._held = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self._held, fcntl.LOCK_SH)
+
     def run(self) -> LoadResult:
         try:
             return self._run()
@@ -170,6 +198,9 @@ class _Load:
         except BaseException:
             self._undo()
             raise
+        finally:
+            if self._held is not None:
+                os.close(self._held)
 
     def _undo(self) -> None:
         for f in reversed(self.new_files):
@@ -182,6 +213,7 @@ class _Load:
         root, store, parts = self.root, self.store, self.parts
         with ArchiveReader(parts[0]) as first:
             head = first.head
+        check_signature(str(parts[0]), head.lock_bytes, head.signature, self.keys)
         lock_sha = hashlib.sha256(head.lock_bytes).hexdigest()
         if self.toc is not None and lock_sha != self.toc.lock_sha256:
             raise ArchiveError(
@@ -192,12 +224,12 @@ class _Load:
         expected = head.lock.blobs()
         if (
             (root.locks / lock_name).is_file()
-            and root.current_file.is_file()
-            and root.current_name() == lock_name
+            and (not self.switch or (root.current_file.is_file() and root.current_name() == lock_name))
             and all(store.has(d, s) for d, s in expected.items())
         ):
             return LoadResult(lock_name, 0, 0, already_loaded=True)
         self._mkdir(root.path)
+        self._hold(root.path)  # shared: `gapcache prune` (exclusive) does not run while this loads
         remove_stale(store.tmp, r"load-(?P<pid>\d+)-\w+")  # staging of loads that were killed
         needed = sum(s for d, s in expected.items() if not store.has(d, s))
         self._mkdir(store.tmp)
@@ -228,7 +260,8 @@ class _Load:
             if not (root.locks / lock_name).exists():
                 self.new_files.append(root.locks / lock_name)
             atomic_write(root.locks / lock_name, head.lock_bytes)
-            atomic_write(root.current_file, (lock_name + "\n").encode())
+            if self.switch:
+                atomic_write(root.current_file, (lock_name + "\n").encode())
         finally:
             self.progress.end()
             os.close(staging_fd)

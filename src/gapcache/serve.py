@@ -27,17 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from .archive import resolve_parts
-from .blobs import MAX_LOGGED, BlobIndex, Handler, MissLog
+from .blobs import BlobIndex, Handler, MissLog
 from .errors import EnvironmentProblem, GapcacheError, UsageError
+from .history import find_lock
 from .kinds import KINDS
 from .lock import Item, Lock
 from .root import Root
+from .tls import ca_handler, server_context
+from .wire import AccessLog, Answers, FastRequestHandler, Prebuilt
 
 log = logging.getLogger("gapcache.serve")
 
@@ -47,18 +50,32 @@ LISTENERS: dict[str, int] = {"registry": 5000, "repos": 8001, "charts": 8002, "p
 class Listener:
     """One port: the kinds that serve on it, asked in turn; a request none answers is a 404 and a
     recorded miss. aiohttp's low-level server (no router, no middlewares): every request here is
-    GET or HEAD of an immutable thing, and the hot path is short."""
+    GET or HEAD of an immutable thing, and the hot path is short — an answer that depends only on
+    the target (a verified small blob, a manifest by tag, an index page) is kept in :attr:`answers`
+    and given again straight from the parser (:class:`~gapcache.wire.FastRequestHandler`)."""
 
     def __init__(self, name: str, handlers: list[Handler], misses: MissLog) -> None:
         self.name = name
-        self.handlers = handlers
+        self.answers = Answers()
+        self._handlers = handlers
         self.misses = misses
 
+    @property
+    def handlers(self) -> list[Handler]:
+        return self._handlers
+
+    @handlers.setter
+    def handlers(self, handlers: list[Handler]) -> None:  # a new lock: forget the old answers
+        self._handlers = handlers
+        self.answers.clear()
+
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        for handler in self.handlers:  # a handler answers its protocol's way, or passes (None)
+        for handler in self._handlers:  # a handler answers its protocol's way, or passes (None)
             resp: web.StreamResponse | None = await handler(request)
             if resp is not None:
-                if resp.status == 404:  # e.g. a registry's MANIFEST_UNKNOWN: still something the site lacks
+                if type(resp) is Prebuilt:
+                    self.answers.keep(request, resp)
+                elif resp.status == 404:  # e.g. a registry's MANIFEST_UNKNOWN: still something the site lacks
                     self.misses.record(self.name, request.raw_path, 404)
                 return resp
         if request.method not in ("GET", "HEAD"):
@@ -167,6 +184,12 @@ class GuardedServer(web.Server):
         super().__init__(handler, request_factory=self._request, **kwargs)
         self._guard = guard
         self._admitted: set[RequestHandler] = set()
+        self._answers = handler.answers
+
+    def __call__(self) -> RequestHandler:
+        return FastRequestHandler(
+            self, answers=self._answers, on_request=self._guard.requested, loop=self._loop, **self._kwargs
+        )
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         if self._guard.admit(handler, transport):
@@ -191,23 +214,6 @@ class GuardedServer(web.Server):
         return web.BaseRequest(message, payload, protocol, writer, task, asyncio.get_running_loop())
 
 
-class AccessLog(AbstractAccessLogger):
-    """``ADDR "REQUEST LINE" STATUS BYTES "USER-AGENT" SECONDS``, what the client chose cut short."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        line = f"{request.method} {request.raw_path} HTTP/{request.version.major}.{request.version.minor}"
-        agent = request.headers.get("User-Agent", "-")
-        self.logger.info(
-            '%s "%s" %s %s "%s" %.6fs',
-            request.remote,
-            line[:MAX_LOGGED],
-            response.status,
-            response.body_length,
-            agent[: MAX_LOGGED // 2],
-            time,
-        )
-
-
 # ---- the server ---------------------------------------------------------------------------------------
 
 
@@ -224,6 +230,11 @@ class ServeConfig:
     header_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     max_connections: int | None = None  # None: from the fd limit (default_max_connections)
+    # site features (cli_site, tls.py, history.py): an older lock of the root, and TLS
+    lock: str | None = None  # serve this lock (sha256 prefix or file), not `current` (and do not follow it)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # published at /ca.crt on the files listener
 
 
 @dataclass
@@ -243,7 +254,7 @@ def open_source(config: ServeConfig) -> tuple[Lock, BlobIndex, Path | None]:
         return lock, blobs, None
     assert config.root is not None
     root = Root(config.root)
-    lock = root.current_lock()
+    lock = find_lock(root, config.lock)[1] if config.lock else root.current_lock()
     return lock, BlobIndex.from_root(root, lock), root.misses
 
 
@@ -259,6 +270,8 @@ def make_apps(config: ServeConfig) -> Mirror:
             continue
         listener = listeners.setdefault(kind.listener, Listener(kind.listener, [], misses))
         listener.handlers.append(kind.handler(by_kind.get(kind.name, []), blobs, config.public_url))
+    if config.tls_ca is not None and "files" in listeners:
+        listeners["files"].handlers.insert(0, ca_handler(config.tls_ca))
     return Mirror(lock, blobs, misses, config.public_url, listeners)
 
 
@@ -278,6 +291,7 @@ async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], rea
     mirror = make_apps(config)
     guard = ConnectionGuard(config.header_timeout, config.max_connections or default_max_connections())
     runners = []
+    tls_context = server_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
     for name, listener in mirror.listeners.items():
         if name not in sockets:  # nothing of this kind in the lock
             continue
@@ -290,7 +304,7 @@ async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], rea
         )
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
-        site = web.SockSite(runner, sockets[name])
+        site = web.SockSite(runner, sockets[name], ssl_context=tls_context)
         await site.start()
         runners.append(runner)
     ready()
@@ -298,7 +312,8 @@ async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], rea
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.ensure_future(_follow_current(config, mirror, set(sockets))) if config.root else None
+    following = config.root and not config.lock
+    watcher = asyncio.ensure_future(_follow_current(config, mirror, set(sockets))) if following else None
     flusher = asyncio.ensure_future(_flush_misses(mirror.misses))
     try:
         await stop.wait()
@@ -379,7 +394,7 @@ def _setup_logging(config: ServeConfig) -> None:
 def active_listeners(config: ServeConfig, lock: Lock) -> dict[str, int]:
     """The listeners to open: those whose content types are in the lock (and not disabled)."""
     present = {i.kind for i in lock.items}
-    used = {k.listener for k in KINDS.values() if k.name in present}
+    used = {k.listener for k in KINDS.values() if k.name in present} | ({"files"} if config.tls_ca else set())
     return {n: p for n, p in config.ports.items() if p and n in used}
 
 

@@ -7,6 +7,8 @@ import tarfile
 from pathlib import Path
 
 LOCK_MEMBER = "gapcache.lock.json"
+SIG_MEMBER = "gapcache.lock.json.sig"  # right after the lock when signed (signing.py)
+MAX_SIG_BYTES = 64 << 10
 ARCHIVE_FORMAT = 1
 PAX_FORMAT = "GAPCACHE.format"
 PAX_SINCE = "GAPCACHE.since"

@@ -26,6 +26,7 @@ from .format import (
     PAX_LOCK_SHA256,
     PAX_SINCE,
     RECORD,
+    SIG_MEMBER,
     member_overhead,
     part_name,
     tar_header,
@@ -130,8 +131,10 @@ def pack(
     since: Lock | None = None,
     compress: str | None = None,
     progress: Progress | None = None,
+    signature: bytes | None = None,
 ) -> PackResult:
-    """Write the archive for ``lock`` from ``store`` to ``out`` (all or nothing)."""
+    """Write the archive for ``lock`` from ``store`` to ``out`` (all or nothing); ``signature`` (a
+    ``gapcache.lock.json.sig`` document) goes right after the lock in every part."""
     progress = progress or NullProgress()
     lock_bytes = lock.to_bytes()
     blobs = lock.blobs()
@@ -147,6 +150,8 @@ def pack(
     # last: a damaged record before it drops it from the parsed header, and a missing digest is refused
     lock_pax[PAX_LOCK_SHA256] = hashlib.sha256(lock_bytes).hexdigest()
     lock_member = member_overhead(len(lock_bytes)) + 512
+    if signature is not None:
+        lock_member += member_overhead(len(signature))
     estimate = sum(member_overhead(s) for s in blobs.values())
     n_parts_guess = 1 if not split_size else max(1, estimate // split_size + 1)
     needed = estimate + lock_member * n_parts_guess + RECORD * n_parts_guess
@@ -175,6 +180,8 @@ def pack(
             w = _TarWriter(tmp, compress)
             writers.append(w)
             w.add_bytes(LOCK_MEMBER, lock_bytes, lock_pax)
+            if signature is not None:
+                w.add_bytes(SIG_MEMBER, signature)
             for digest, size in part_blobs:
                 hexd = digest[7:]
                 key = f"blobs/sha256/{hexd}"

@@ -22,10 +22,12 @@ from .format import (
     HEX64,
     LOCK_MEMBER,
     MAX_LOCK_BYTES,
+    MAX_SIG_BYTES,
     PAX_FORMAT,
     PAX_KEYS,
     PAX_LOCK_SHA256,
     PAX_SINCE,
+    SIG_MEMBER,
     ZSTD_MAGIC,
 )
 from .toc import archive_set, verify_toc
@@ -47,6 +49,7 @@ class ArchiveHead:
     lock_bytes: bytes
     since: str | None
     compressed: bool
+    signature: bytes | None = None  # the ``gapcache.lock.json.sig`` member, when the archive is signed
 
 
 @dataclass
@@ -154,6 +157,7 @@ class ArchiveReader:
         self._tar: tarfile.TarFile
         self._last = ""
         self._ended = False
+        self._pending: tarfile.TarInfo | None = None  # read while looking for the signature
         try:
             source: Any = self._hashing or self._raw
             if self.compressed:
@@ -190,6 +194,9 @@ class ArchiveReader:
             raise ArchiveError(f"{self.path}: {exc}") from exc
 
     def _next(self) -> tarfile.TarInfo | None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            return pending
         if self._ended:
             return None
         try:
@@ -251,7 +258,25 @@ class ArchiveReader:
             raise
         lock = parse_lock(data, f"{self.path}:{LOCK_MEMBER}")
         self._last = ti.name
-        return ArchiveHead(self.path, lock, data, pax.get(PAX_SINCE), self.compressed)
+        try:
+            signature = self._read_signature()
+        except ArchiveError:
+            self.close()
+            raise
+        return ArchiveHead(self.path, lock, data, pax.get(PAX_SINCE), self.compressed, signature)
+
+    def _read_signature(self) -> bytes | None:
+        """The member after the lock: the signature if it is one, else kept for :meth:`blobs`."""
+        ti = self._next()
+        if ti is None or ti.name != SIG_MEMBER:
+            self._pending = ti
+            return None
+        if not ti.isreg() or ti.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or ti.size > MAX_SIG_BYTES:
+            raise UnsafeMember(str(self.path), ti.name, "not a plausible signature member")
+        data = b"".join(self._member_chunks(ti))
+        if len(data) != ti.size:
+            raise ArchiveError(f"{self.path}: truncated signature member")
+        return data
 
     def _member_chunks(self, ti: tarfile.TarInfo) -> Iterator[bytes]:
         left = ti.size

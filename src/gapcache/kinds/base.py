@@ -13,13 +13,13 @@ listener (a :data:`~gapcache.blobs.Handler`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ..blobs import BlobIndex, Handler
-from ..errors import EnvironmentProblem, Failure, describe
+from ..errors import EnvironmentProblem, Failure, GapcacheError, describe
 from ..fetch import Downloader
 from ..lock import Item
 from ..store import Store
@@ -81,3 +81,14 @@ class Kind(Protocol):
         """A request handler for this kind's part of its listener: a response, or None if the
         path is not this kind's (the server then answers 404 and records a miss)."""
         ...
+
+
+def publish_each(items: list[Item], make: Callable[[Item], Item], what: str) -> list[Item]:
+    """Run a kind's generator over its items; a file-system error names the item."""
+    out = []
+    for item in items:
+        try:
+            out.append(make(item))
+        except OSError as exc:
+            raise GapcacheError(f"{item.name}: cannot generate {what}: {exc}") from exc
+    return out

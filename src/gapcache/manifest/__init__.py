@@ -239,11 +239,15 @@ def parse_manifest(text: str, source: str = "<manifest>", base_dir: Path | None 
     return manifest
 
 
-def load_manifest(path: Path) -> Manifest:
+def read_manifest_text(path: Path) -> str:
+    """A manifest file's text, or a ManifestError naming the file (exit 2)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ManifestError(str(path), [f"cannot read: {exc.strerror}"]) from exc
     except UnicodeDecodeError as exc:
         raise ManifestError(str(path), [f"not UTF-8 text: {exc}"]) from exc
-    return parse_manifest(text, str(path), path.parent)
+
+
+def load_manifest(path: Path) -> Manifest:
+    return parse_manifest(read_manifest_text(path), str(path), path.parent)

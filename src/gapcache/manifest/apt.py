@@ -22,6 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from ..names import check_repo_id
+
 ARCH = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
 PACKAGE = re.compile(r"^[a-z0-9][a-z0-9.+-]*[a-z0-9.+](:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
@@ -50,9 +52,7 @@ class AptRepo(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not v or not all(c.isalnum() or c in "-_." for c in v) or v.startswith("."):
-            raise ValueError("repo id: letters, digits, '-', '_' and '.' only")
-        return v
+        return check_repo_id(v)
 
     @field_validator("url")
     @classmethod

@@ -233,13 +233,9 @@ def merge_all(base: Manifest, layers: list[Layer]) -> Manifest:
 
 def load_layer(path: Path) -> Layer:
     """Read and validate one manifest file, keeping its line numbers for the merge."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ManifestError(str(path), [f"cannot read: {exc.strerror}"]) from exc
-    except UnicodeDecodeError as exc:
-        raise ManifestError(str(path), [f"not UTF-8 text: {exc}"]) from exc
-    return parse_layer(text, str(path), path.parent)
+    from . import read_manifest_text
+
+    return parse_layer(read_manifest_text(path), str(path), path.parent)
 
 
 def parse_layer(text: str, source: str, base_dir: Path | None = None) -> Layer:

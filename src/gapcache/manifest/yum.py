@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from ..names import check_repo_id
+
 
 class YumRepo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -20,15 +22,16 @@ class YumRepo(BaseModel):
     packages: list[str] = []
     newest_only: bool = True
     base: list[str] = []
+    # false: fetch the metadata only, to be a `base:` of another repo's closure (the OS media the
+    # nodes already have); nothing of it goes into the archive
+    mirror: bool = True
     # dnf's option: with gpgkey given, repomd.xml must be signed (repomd.xml.asc) unless this is false
     repo_gpgcheck: bool = True
 
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not v or not all(c.isalnum() or c in "-_." for c in v) or v.startswith("."):
-            raise ValueError("repo id: letters, digits, '-', '_' and '.' only")
-        return v
+        return check_repo_id(v)
 
     @field_validator("baseurl", "mirrorlist", "metalink")
     @classmethod

@@ -17,7 +17,7 @@ from ..store import atomic_write
 from .ansible_vars import render_shell, render_vars, shell_vars, vars_sections
 from .check import CheckResult, Leak, check_tree
 from .clients import client_files
-from .facts import PLACEHOLDER, Facts, Mirrors, facts_of, load_lock, parse_hosts, parse_ports
+from .facts import DEFAULT_CA, PLACEHOLDER, Facts, Mirrors, facts_of, load_lock, parse_hosts, parse_ports, root_ca
 
 VARS_FILE = "offline_repo_vars.yml"
 SHELL_FILE = "offline_repo_shell_vars.sh"
@@ -25,6 +25,7 @@ PLAYBOOKS = ("build-offline-mirrors.yml", "use-offline-yum-mirrors.yml", "use-of
              "use-offline-container-mirrors.yml", "use-offline-pip-mirror.yml")  # fmt: skip
 
 __all__ = [
+    "DEFAULT_CA",
     "PLACEHOLDER",
     "PLAYBOOKS",
     "SHELL_FILE",
@@ -39,6 +40,7 @@ __all__ = [
     "load_lock",
     "parse_hosts",
     "parse_ports",
+    "root_ca",
     "shell_vars",
     "write_outputs",
     "write_playbooks",
@@ -60,14 +62,14 @@ def _header(lock: Lock, m: Mirrors) -> str:
     )
 
 
-def generate(lock: Lock, mirrors: Mirrors) -> Generated:
+def generate(lock: Lock, mirrors: Mirrors, ca_pem: str | None = None) -> Generated:
     facts = facts_of(lock)
     header = _header(lock, mirrors)
     files = {
         VARS_FILE: render_vars(vars_sections(facts, mirrors), header),
         SHELL_FILE: render_shell(facts, mirrors, header),
     }
-    files.update({f"clients/{k}": v for k, v in client_files(facts, mirrors).items()})
+    files.update({f"clients/{k}": v for k, v in client_files(facts, mirrors, ca_pem).items()})
     return Generated(files, facts)
 
 

@@ -160,6 +160,8 @@ def vars_sections(facts: Facts, m: Mirrors) -> list[Section]:
     if "files" in listeners:
         top.append(("deepops_misc_mirror", f"{s}://{H}:{m.ports['files']}"))
     top.append(("gapcache_ports", listeners))
+    if m.ca and s == "https":
+        top.append(("gapcache_mirror_ca", m.ca))
     sections: list[Section] = [("Mirrors (gapcache serve; ports as served)", top)]
     if "registry" in listeners:
         sections.append(("Container images: registry and image repositories", _image_vars(facts, m)))
@@ -230,7 +232,12 @@ def shell_vars(facts: Facts, m: Mirrors) -> list[tuple[str, str]]:
             out.append(("HELM_ROOK_CHART_REPO", "${DEEPOPS_HELM_REPO}"))
     if facts.python and m.on("pypi"):
         out.append(("PIP_INDEX_URL", f"{s}://${{DEEPOPS_MIRROR_HOST}}:{m.ports['pypi']}/simple/"))
-        out.append(("PIP_TRUSTED_HOST", " ".join(m.hosts)))
+        if s == "http":
+            out.append(("PIP_TRUSTED_HOST", " ".join(m.hosts)))
+        elif m.ca:
+            out.append(("PIP_CERT", m.ca))
+    if m.ca and s == "https":
+        out.append(("GAPCACHE_MIRROR_CA", m.ca))
     return out
 
 

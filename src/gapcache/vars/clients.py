@@ -9,7 +9,15 @@
   mirror host in order (containerd tries the next when one is down), ``server`` the upstream;
 - ``docker/daemon.json`` — ``registry-mirrors`` and ``insecure-registries``;
 - ``containers/registries.conf`` — podman/CRI-O/skopeo: a mirror per upstream registry;
-- ``helm/repositories.yaml`` — the chart mirror as a Helm repository.
+- ``helm/repositories.yaml`` — the chart mirror as a Helm repository;
+- ``git/gitconfig`` — ``url.<mirror>/git/<host>/.insteadOf https://<host>/`` per upstream git host
+  (clones and submodules go through the mirror unchanged);
+- ``ansible/ansible.cfg`` — ``[galaxy] server_list`` pointing at the mirror's Galaxy API.
+
+Over https with a CA path (``vars --https [--ca PATH]``), each names it: ``sslcacert=`` (yum),
+``cert =`` (pip, instead of ``trusted-host``), ``ca =`` (containerd), ``caFile:`` (Helm); podman,
+CRI-O, skopeo and Docker read ``certs.d/<host:port>/ca.crt``, written with the CA itself
+(``ca.crt``) when it is known (``--root`` with ``tls/ca.crt``).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import json
 
 from ..kinds.apt.sources import render_sources
+from ..names import host_component
 from .facts import AptRepo, Facts, Mirrors
 
 KEYRINGS = "/etc/apt/keyrings"  # where the mirror's own .sources expects <id>.gpg
@@ -29,6 +38,7 @@ def yum_repo_file(facts: Facts, m: Mirrors, repo_id: str) -> str:
     return (
         f"[{r.id}]\nname={r.id} (gapcache mirror)\nbaseurl={bases}\nenabled=1\n"
         f"gpgcheck=1\nrepo_gpgcheck={int(r.signed)}\ngpgkey={keys}\n"
+        + (f"sslcacert={m.ca}\n" if m.scheme == "https" and m.ca else "")
     )
 
 
@@ -49,6 +59,8 @@ def hosts_toml(server: str, m: Mirrors) -> str:
         lines += [f'[host."{u}"]', '  capabilities = ["pull", "resolve"]']
         if m.scheme == "https":
             lines.append("  skip_verify = false")
+            if m.ca:
+                lines.append(f'  ca = "{m.ca}"')
         lines.append("")
     return "\n".join(lines)
 
@@ -79,6 +91,8 @@ def pip_conf(m: Mirrors) -> str:
         out += f"extra-index-url = {' '.join(urls[1:])}\n"
     if m.scheme == "http":
         out += f"trusted-host = {' '.join(m.hosts)}\n"
+    elif m.ca:
+        out += f"cert = {m.ca}\n"
     return out
 
 
@@ -86,15 +100,25 @@ def helm_repositories(m: Mirrors) -> str:
     lines = ['apiVersion: ""', 'generated: "0001-01-01T00:00:00Z"', "repositories:"]
     for i, u in enumerate(m.urls("charts")):
         name = "gapcache" if i == 0 else f"gapcache-{i + 1}"
-        lines += [f"- name: {name}", f"  url: {u}", "  caFile: \"\"", "  certFile: \"\"", "  keyFile: \"\"",
+        ca = m.ca if m.scheme == "https" and m.ca else ""
+        lines += [f"- name: {name}", f"  url: {u}", f'  caFile: "{ca}"', "  certFile: \"\"", "  keyFile: \"\"",
                   "  insecure_skip_tls_verify: false", "  pass_credentials_all: false", "  username: \"\"",
                   "  password: \"\""]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def client_files(facts: Facts, m: Mirrors) -> dict[str, str]:
+def ca_files(m: Mirrors, ca_pem: str) -> dict[str, str]:
+    """The CA itself, and where podman/CRI-O/skopeo and Docker look for it (per mirror host:port)."""
+    out = {"ca.crt": ca_pem}
+    for h in m.hosts:
+        out[f"containers/certs.d/{m.hostport('registry', h)}/ca.crt"] = ca_pem
+        out[f"docker/certs.d/{m.hostport('registry', h)}/ca.crt"] = ca_pem
+    return out
+
+
+def client_files(facts: Facts, m: Mirrors, ca_pem: str | None = None) -> dict[str, str]:
     """Relative path below ``clients/`` → content, only for content in the lock."""
-    out: dict[str, str] = {}
+    out: dict[str, str] = ca_files(m, ca_pem) if ca_pem and m.scheme == "https" else {}
     if facts.yum and m.on("repos"):
         for r in facts.yum:
             out[f"yum.repos.d/{r.id}.repo"] = yum_repo_file(facts, m, r.id)
@@ -112,4 +136,23 @@ def client_files(facts: Facts, m: Mirrors) -> dict[str, str]:
         out["containers/registries.conf"] = registries_conf(facts, m)
     if facts.charts and m.on("charts"):
         out["helm/repositories.yaml"] = helm_repositories(m)
+    if facts.git_hosts and m.on("files"):
+        out["git/gitconfig"] = git_config(facts, m)
+    if facts.galaxy and m.on("files"):
+        out["ansible/ansible.cfg"] = ansible_cfg(m)
     return out
+
+
+def git_config(facts: Facts, m: Mirrors) -> str:
+    """``git clone https://github.com/NVIDIA/deepops`` (and its submodules) through the mirror:
+    include it from ~/.gitconfig or /etc/gitconfig (``git config --global include.path FILE``)."""
+    out = []
+    for base in facts.git_hosts:
+        mirror = f"{m.url('files')}/git/{host_component(base)}/"
+        out.append(f'[url "{mirror}"]\n\tinsteadOf = {base}\n')
+    return "".join(out)
+
+
+def ansible_cfg(m: Mirrors) -> str:
+    """``ansible-galaxy collection|role install -r requirements.yml`` from the mirror's Galaxy API."""
+    return f"[galaxy]\nserver_list = mirror\n\n[galaxy_server.mirror]\nurl = {m.url('files')}/galaxy/\n"

@@ -31,6 +31,7 @@ class Mirrors:
     hosts: tuple[str, ...] = (PLACEHOLDER,)
     ports: dict[str, int] = field(default_factory=lambda: dict(LISTENERS))
     scheme: str = "http"
+    ca: str | None = None  # https: where the nodes keep the mirror's CA (``serve --tls auto``'s ROOT/tls/ca.crt)
 
     @property
     def host(self) -> str:
@@ -139,6 +140,8 @@ class Facts:
     apt: list[AptRepo] = field(default_factory=list)
     python: list[str] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
+    git_hosts: list[str] = field(default_factory=list)  # upstream base URLs of git repos: https://github.com/
+    galaxy: bool = False
 
     def registries(self) -> dict[str, str]:
         """Every upstream registry in the lock, sorted, with its API server URL."""
@@ -192,11 +195,19 @@ def facts_of(lock: Lock) -> Facts:
             ))  # fmt: skip
         elif item.kind == "python":
             facts.python.append(str(res.get("project", item.name)))
+        elif item.kind == "git" and "://" in str(res.get("url", "")):
+            parts = urlsplit(str(res["url"]))
+            base = f"{parts.scheme}://{parts.netloc}/"
+            if base not in facts.git_hosts:
+                facts.git_hosts.append(base)
+        elif item.kind == "galaxy":
+            facts.galaxy = True
         elif item.kind == "chart":
             repo = str(req.get("repo") or res.get("repo") or "")
             facts.charts.append(Chart(str(res.get("name") or req.get("name") or item.name),
                                       str(res.get("version") or req.get("version") or ""), repo))  # fmt: skip
     facts.files.sort(key=lambda f: f.path)
+    facts.git_hosts.sort()
     facts.images.sort(key=lambda i: (i.name, i.tag or "", i.digest))
     return facts
 
@@ -222,3 +233,16 @@ def load_lock(root: str | None = None, archive: str | None = None, lock: str | N
     if not path.exists():
         raise GapcacheError(f"{path}: no such root; give --root DIR, --archive ARCHIVE or --lock LOCK")
     return Root(path).current_lock()
+
+
+DEFAULT_CA = "/etc/gapcache/ca.crt"  # where the nodes keep the mirror's CA (vars --https; --ca PATH)
+
+
+def root_ca(root: str | None) -> str | None:
+    """The CA ``serve --tls auto`` keeps in a root (``ROOT/tls/ca.crt``), to carry to the nodes."""
+    if not root:
+        return None
+    try:
+        return (Path(root) / "tls" / "ca.crt").read_text()
+    except OSError:
+        return None

@@ -22,11 +22,10 @@ downloader only), ``generate`` (the subset's signed metadata and ``key.gpg``, af
 from __future__ import annotations
 
 from ...blobs import BlobIndex, Handler
-from ...errors import GapcacheError
 from ...lock import Item
 from ...manifest.apt import AptRepo
 from ...store import Store
-from ..base import ResolveContext
+from ..base import ResolveContext, publish_each
 
 
 class AptKind:
@@ -48,13 +47,7 @@ class AptKind:
         binary ``key.gpg``."""
         from .generate import generate
 
-        out = []
-        for item in items:
-            try:
-                out.append(generate(item, store))
-            except OSError as exc:
-                raise GapcacheError(f"{item.name}: cannot generate apt metadata: {exc}") from exc
-        return out
+        return publish_each(items, lambda item: generate(item, store), "apt metadata")
 
     def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
         from .serve import AptRepos

@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from ...blobs import BlobIndex, BlobLoc, send_blob
 from ...lock import Item
+from ...wire import Prebuilt, serialize_head
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -81,6 +82,7 @@ class SimpleIndex:
         for files in self.projects.values():
             files.sort(key=lambda f: f.filename)
         self._pages: dict[tuple[str, str], bytes] = {}
+        self._heads: dict[tuple[str, str], bytes] = {}
 
     def _render(self, project: str | None, kind: str) -> bytes:
         key = (project or "", kind)
@@ -110,8 +112,9 @@ class SimpleIndex:
                     if f.requires_python:
                         entry["requires-python"] = f.requires_python
                     meta = {"sha256": f.metadata[7:]} if f.metadata else False
+                    # PEP 714: only `core-metadata` in JSON (pip 22.3-23.0.1 crash on a
+                    # `dist-info-metadata` object); HTML keeps both attributes below
                     entry["core-metadata"] = meta
-                    entry["dist-info-metadata"] = meta
                     out.append(entry)
                 versions = sorted({v for f in files for v in [_version(f.filename)] if v})
                 doc = {"meta": {"api-version": "1.1"}, "name": project, "files": out, "versions": versions}
@@ -132,15 +135,17 @@ class SimpleIndex:
         self._pages[key] = page
         return page
 
-    def _page(self, project: str | None, request: web.BaseRequest) -> web.Response:
+    def _page(self, project: str | None, request: web.BaseRequest) -> web.StreamResponse:
         kind = negotiate(request.headers.get("Accept"))
         if kind == "none":
             return web.Response(status=406, text="acceptable: application/vnd.pypi.simple.v1+json, text/html\n")
-        ctype = "text/html" if kind == "text/html" else kind
-        return web.Response(
-            body=self._render(project, kind), content_type=ctype, charset="utf-8" if ctype == "text/html" else None,
-            headers={"Vary": "Accept"},
-        )  # fmt: skip
+        key = (project or "", kind)
+        head = self._heads.get(key)
+        body = self._render(project, kind)
+        if head is None:
+            ctype = "text/html; charset=utf-8" if kind == "text/html" else kind
+            head = self._heads[key] = serialize_head(200, {"Content-Type": ctype, "Vary": "Accept"}, len(body))
+        return Prebuilt(head, body)  # the same for the same target and Accept: kept by the listener
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.method not in ("GET", "HEAD"):

@@ -10,6 +10,9 @@ Manifest section::
         mode: packages                  # or full
         packages: [cuda-drivers, nvidia-container-toolkit]
         base: [rhel9-baseos]            # ids whose packages count as installed (the OS media)
+      - id: rhel9-baseos
+        baseurl: file:///mnt/rhel9/BaseOS    # a mounted RHEL ISO (http(s):// too)
+        mirror: false                   # its metadata for the closure only: not in the archive
 
 Verification: ``repomd.xml`` (and its ``.asc`` signature, checked with the repo's keys when
 present) → each metadata file by its checksum → each package by the checksum in primary.
@@ -33,7 +36,7 @@ from ...lock import Artifact, Item
 from ...manifest.yum import YumRepo
 from ...names import logical_path_error
 from ...store import Store
-from ..base import ResolveContext
+from ..base import ResolveContext, publish_each
 from .gpg import verify_signature
 from .publish import UPSTREAM_MD, publish_subset
 from .repomd import Pkg, decompress, parse_primary, parse_repomd, sha256_of, solve_closure
@@ -135,7 +138,7 @@ class RpmKind:
                 metas[repo.id] = meta
         items = []
         for repo in section:
-            if repo.id in metas:  # the closure is CPU work: off the event loop
+            if repo.id in metas and repo.mirror:  # the closure is CPU work: off the event loop
                 item = await ctx.attempt(self.name, repo.id, asyncio.to_thread(self._item, metas[repo.id], metas, ctx))
                 items += [item] if item is not None else []
         return items
@@ -165,6 +168,13 @@ class RpmKind:
             with tempfile.TemporaryDirectory(dir=ctx.scratch) as scratch:
                 primaries = {rid: m.primary for rid, m in metas.items()}
                 pkgs = solve_closure(primaries, meta.packages, repo, Path(scratch))
+            if not pkgs:  # createrepo_c would fail on it; say why instead
+                asked = ", ".join(repo.packages) or "(no `packages:` given)"
+                where = f" (base: {', '.join(repo.base)})" if repo.base else ""
+                raise GapcacheError(
+                    f"{repo.id}: the subset is empty: {asked}: nothing of this repo is needed, the base repos "
+                    f"already provide it{where}; drop the repo, or list packages this repo has"
+                )
             if not repo.newest_only:  # every version of what the closure needs
                 wanted = {(p.name, p.arch) for p in pkgs}
                 pkgs = sorted({*pkgs, *(p for p in meta.packages if (p.name, p.arch) in wanted)}, key=lambda p: p.href)
@@ -191,16 +201,11 @@ class RpmKind:
 
     def publish(self, items: list[Item], store: Store) -> list[Item]:
         """A subset gets repodata from createrepo_c, its repomd.xml signed with the site key."""
-        out = []
-        for item in items:
-            if item.resolved.get("mode") != "packages":
-                out.append(item)
-                continue
-            try:
-                out.append(publish_subset(item, store))
-            except OSError as exc:
-                raise GapcacheError(f"{item.name}: cannot generate repodata: {exc}") from exc
-        return out
+
+        def make(item: Item) -> Item:
+            return publish_subset(item, store) if item.resolved.get("mode") == "packages" else item
+
+        return publish_each(items, make, "repodata")
 
     def handler(self, items: list[Item], blobs: BlobIndex, public_url: str | None) -> Handler:
         from .serve import YumRepos
