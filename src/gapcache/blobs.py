@@ -441,3 +441,16 @@ class MissLog:
 
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]
+
+
+def public_base(request: web.BaseRequest, public_url: str | None) -> str:
+    """The address clients use, for URLs a mirror writes into pages and repo files: ``--public-url``
+    (a URL as given; a bare host gets this listener's port), else the Host the client sent; https
+    when the connection is TLS."""
+    scheme = "https" if request.secure else "http"
+    if not public_url:
+        return f"{scheme}://{request.host}"
+    if "://" in public_url:
+        return public_url.rstrip("/")
+    port = request.host.rpartition(":")[2] if ":" in request.host else ("443" if request.secure else "80")
+    return f"{scheme}://{public_url}:{port}"

@@ -9,7 +9,7 @@ import posixpath
 
 from aiohttp import web
 
-from ...blobs import BlobIndex
+from ...blobs import BlobIndex, public_base
 from ...filetree import FilesTree
 from ...lock import Item
 from .resolve import PREFIX
@@ -46,20 +46,12 @@ class AptRepos:
             stanzas.append(text)
         return "\n".join(head) + "\n" + "\n".join(stanzas)
 
-    def _base(self, request: web.BaseRequest) -> str:
-        if not self.public_url:
-            return f"http://{request.host}"
-        if "://" in self.public_url:
-            return self.public_url.rstrip("/")
-        port = request.host.rpartition(":")[2] if ":" in request.host else "80"
-        return f"http://{self.public_url}:{port}"
-
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.method not in ("GET", "HEAD"):
             return None
         path = request.path
         if path.endswith(".sources") and path.count("/") == 1 and path[1:-8] in self.repos:
-            base = self._base(request)
+            base = public_base(request, self.public_url)
             key = (path, base)
             body = self._sources.get(key)
             if body is None:

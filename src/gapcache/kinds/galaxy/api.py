@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ...blobs import BlobIndex, BlobLoc, send_blob
+from ...blobs import BlobIndex, BlobLoc, public_base, send_blob
 from ...lock import Item
 
 _COLL = re.compile(r"^/galaxy/api/v3/collections/([^/]+)/([^/]+)/(?:versions/(?:([^/]+)/)?)?$")
@@ -68,14 +68,6 @@ class GalaxyApi:
                 else:
                     self.files["/" + art.path] = loc
         self.role_ids = {key: n for n, key in enumerate(sorted(self.roles), start=1)}
-
-    def _base(self, request: web.BaseRequest) -> str:
-        if not self.public_url:
-            return f"http://{request.host}"
-        if "://" in self.public_url:
-            return self.public_url.rstrip("/")
-        port = request.host.rpartition(":")[2] if ":" in request.host else "80"
-        return f"http://{self.public_url}:{port}"
 
     def _collection(self, base: str, ns: str, name: str, version: str | None) -> Any:
         coll = self.collections[(ns, name)]
@@ -134,7 +126,7 @@ class GalaxyApi:
         loc = self.files.get(path)
         if loc is not None:
             return await send_blob(request, self.blobs, loc, "application/gzip")
-        base = self._base(request)
+        base = public_base(request, self.public_url)
         doc: Any = None
         if path in ("/galaxy/api", "/galaxy/api/"):
             doc = {"available_versions": {"v1": "v1/", "v3": "v3/"}, "current_version": "v1",

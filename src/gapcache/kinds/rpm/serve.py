@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ...blobs import BlobIndex
+from ...blobs import BlobIndex, public_base
 from ...filetree import FilesTree
 from ...lock import Item
 
@@ -29,20 +29,12 @@ class YumRepos:
             f"gpgcheck=1\nrepo_gpgcheck={int(self.signed[repo_id])}\ngpgkey={keys}\n"
         )
 
-    def _base(self, request: web.BaseRequest) -> str:
-        if not self.public_url:
-            return f"http://{request.host}"
-        if "://" in self.public_url:
-            return self.public_url.rstrip("/")
-        port = request.host.rpartition(":")[2] if ":" in request.host else "80"
-        return f"http://{self.public_url}:{port}"
-
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.method not in ("GET", "HEAD"):
             return None
         path = request.path
         if path.endswith(".repo") and path.count("/") == 1 and path[1:-5] in self.repos:
             # --public-url (host or URL, this listener's port added to a bare host), else the Host the client used
-            base = self._base(request)
+            base = public_base(request, self.public_url)
             return web.Response(text=self.repo_file(path[1:-5], base), content_type="text/plain")
         return await self.tree.handle(request)
