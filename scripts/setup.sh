@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(curl wget iproute2 util-linux ca-certificates python3-venv docker-registry skopeo podman apache2-utils rpm createrepo-c dnf dnf-plugins-core gnupg gpgv apt-utils containerd)
+APT_PACKAGES=(curl wget iproute2 util-linux ca-certificates python3-venv docker-registry skopeo podman apache2-utils rpm createrepo-c dnf dnf-plugins-core gnupg gpgv apt-utils containerd nginx)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -30,12 +30,13 @@ from .errors import GapcacheError, UsageError
 from .lock import Lock
 from .root import Root
 from .store import hash_chunks, read_range
-from .wire import MAX_LOGGED, Prebuilt, serialize_head
+from .wire import MAX_LOGGED, Prebuilt, cache_control, etag_matches, serialize_head
 
 log = logging.getLogger("gapcache.serve")
 
 SMALL = 256 * 1024  # blobs up to this size are kept in memory once verified
 SMALL_CACHE_BYTES = 256 << 20
+CHECKS = {"verified": 0, "corrupt": 0}  # blobs hashed by this process (for /metrics)
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ class BlobIndex:
         self._failed: dict[str, tuple[tuple[int, int, int], GapcacheError]] = {}
         self._small: OrderedDict[str, bytes] = OrderedDict()
         self._small_bytes = 0
-        self._headers: dict[tuple[str, str, bool], dict[str, str]] = {}
-        self._heads: dict[tuple[str, str, bool], bytes] = {}
+        self._headers: dict[tuple[str, str, bool, bool], dict[str, str]] = {}
+        self._heads: dict[tuple[str, str, bool, bool], bytes] = {}
 
     @classmethod
     def from_root(cls, root: Root, lock: Lock) -> BlobIndex:
@@ -111,10 +112,12 @@ class BlobIndex:
                 del self._verified[loc.digest]
                 if isinstance(exc, GapcacheError):
                     self._failed[loc.digest] = (_file_id(loc.path), exc)
+                    CHECKS["corrupt"] += 1
                 fut.set_exception(exc)
                 fut.exception()
                 raise
             fut.set_result(None)
+            CHECKS["verified"] += 1
             if data is not None:
                 self._remember(loc.digest, data)
             return data
@@ -124,9 +127,12 @@ class BlobIndex:
     def cached(self, digest: str) -> bytes | None:
         return self._small.get(digest)
 
-    def headers(self, loc: BlobLoc, content_type: str, registry: bool = False) -> dict[str, str]:
-        """The fixed response headers of a blob (built once)."""
-        key = (loc.digest, content_type, registry)
+    def headers(
+        self, loc: BlobLoc, content_type: str, registry: bool = False, immutable: bool = False
+    ) -> dict[str, str]:
+        """The fixed response headers of a blob (built once); ``immutable``: the path it is served
+        at is content-addressed or versioned (see :data:`~gapcache.wire.IMMUTABLE`)."""
+        key = (loc.digest, content_type, registry, immutable)
         hdrs = self._headers.get(key)
         if hdrs is None:
             hdrs = self._headers[key] = {
@@ -134,19 +140,20 @@ class BlobIndex:
                 "Last-Modified": self.last_modified,
                 "Accept-Ranges": "bytes",
                 "Content-Type": content_type,
-                "Cache-Control": "public, max-age=31536000, immutable",
+                "Cache-Control": cache_control(immutable),
             }
             if registry:
                 hdrs["Docker-Content-Digest"] = loc.digest
                 hdrs["Docker-Distribution-API-Version"] = "registry/2.0"
         return hdrs
 
-    def head(self, loc: BlobLoc, content_type: str, registry: bool = False) -> bytes:
+    def head(self, loc: BlobLoc, content_type: str, registry: bool = False, immutable: bool = False) -> bytes:
         """The serialised status line and headers of a whole 200 answer for ``loc`` (built once)."""
-        key = (loc.digest, content_type, registry)
+        key = (loc.digest, content_type, registry, immutable)
         head = self._heads.get(key)
         if head is None:
-            head = self._heads[key] = serialize_head(200, self.headers(loc, content_type, registry), loc.size)
+            hdrs = self.headers(loc, content_type, registry, immutable)
+            head = self._heads[key] = serialize_head(200, hdrs, loc.size)
         return head
 
     def _remember(self, digest: str, data: bytes) -> None:
@@ -319,18 +326,25 @@ async def _drained(transport: asyncio.Transport, writer: AbstractStreamWriter) -
 
 
 async def send_blob(
-    request: web.BaseRequest, blobs: BlobIndex, loc: BlobLoc, content_type: str, *, registry: bool = False
+    request: web.BaseRequest,
+    blobs: BlobIndex,
+    loc: BlobLoc,
+    content_type: str,
+    *,
+    registry: bool = False,
+    immutable: bool = False,
 ) -> web.StreamResponse:
-    """GET/HEAD a blob with Range, ETag (the digest) and Last-Modified."""
+    """GET/HEAD a blob with Range, ETag (the digest), Last-Modified and a 304 on a matching
+    If-None-Match. ``immutable``: the path is content-addressed or versioned (cached for a year),
+    else clients revalidate it (``no-cache``) — the kind decides per path."""
     h = request.headers
     if "Range" not in h and "If-None-Match" not in h and "If-Range" not in h:
         cached = blobs.cached(loc.digest)
         if cached is not None:  # the hot path: a small verified blob, whole, from memory
-            return Prebuilt(blobs.head(loc, content_type, registry), cached)
+            return Prebuilt(blobs.head(loc, content_type, registry, immutable), cached)
     etag = f'"{loc.digest}"'
-    headers = dict(blobs.headers(loc, content_type, registry))
-    inm = request.headers.get("If-None-Match")
-    if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+    headers = dict(blobs.headers(loc, content_type, registry, immutable))
+    if etag_matches(h.get("If-None-Match"), etag):
         return web.Response(status=304, headers=headers)
     try:
         data = await blobs.open(loc)
@@ -349,7 +363,7 @@ async def send_blob(
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{loc.size}"
     if data is not None and status == 200:
-        return Prebuilt(blobs.head(loc, content_type, registry), data)
+        return Prebuilt(blobs.head(loc, content_type, registry, immutable), data)
     if data is not None:  # aiohttp sends the headers (with Content-Length) and no body for HEAD
         return web.Response(status=status, body=data if status == 200 else data[start:end], headers=headers)
     stream = _SendfileResponse(loc, start, end - start, status=status, headers=headers)
@@ -362,9 +376,9 @@ async def send_blob(
 
 class MissLog:
     """``misses.jsonl``: one JSON line per request the mirrors could not answer (time, listener,
-    path, status), appended with O_APPEND (safe across workers) — and bounded whatever clients do.
+    path, status, client address), appended with O_APPEND (safe across workers) — and bounded whatever clients do.
 
-    A path is cut to :data:`MAX_LOGGED` characters. The first miss of a (listener, path, status) is
+    A path is cut to :data:`MAX_LOGGED` characters. The first miss of a (listener, path, status, client) is
     written at once; repeats are counted and written every ``flush_every`` seconds as one line with
     ``count`` (the repeats since the line before). The file stops growing at ``max_bytes`` (said
     once in the server log); misses are recorded again if it is truncated or rotated by copy.
@@ -377,7 +391,7 @@ class MissLog:
         self.path = path
         self.max_bytes = max_bytes
         self.flush_every = flush_every
-        self._repeats: dict[tuple[str, str, int], int] = {}
+        self._repeats: dict[tuple[str, str, int, str | None], int] = {}
         self._flushed = time.monotonic()
         self._full = False
         if path is not None:
@@ -392,10 +406,10 @@ class MissLog:
             os.close(self.fd)
             self.fd = None
 
-    def record(self, listener: str, path: str, status: int) -> None:
+    def record(self, listener: str, path: str, status: int, client: str | None = None) -> None:
         if self.fd is None:
             return
-        key = (listener, path[:MAX_LOGGED], status)
+        key = (listener, path[:MAX_LOGGED], status, client)
         seen = self._repeats.get(key)
         if seen is not None:
             self._repeats[key] = seen + 1
@@ -415,13 +429,15 @@ class MissLog:
         self._write(lines)
 
     @staticmethod
-    def _line(key: tuple[str, str, int], count: int) -> bytes:
+    def _line(key: tuple[str, str, int, str | None], count: int) -> bytes:
         entry: dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "listener": key[0],
             "path": key[1],
             "status": key[2],
         }
+        if key[3] is not None:
+            entry["client"] = key[3]
         if count > 1:
             entry["count"] = count
         return (json.dumps(entry, sort_keys=True) + "\n").encode()

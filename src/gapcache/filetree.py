@@ -3,11 +3,17 @@
 GET/HEAD with Content-Length, Content-Type, ETag (the digest), Last-Modified and Range; 404 for
 anything the lock does not list; directory listings in the format of nginx's autoindex (so
 ``wget -r`` and humans can browse), rendered once and then answered from memory.
+
+Caching: a file is ``immutable`` only where its name says its bytes never change (:data:`VERSIONED`,
+by tree: packages, checksum-named metadata); every other file (``repomd.xml``, ``InRelease``,
+``Packages*``, keys, a plain file such as ``stable.txt``) and every listing is revalidated
+(``no-cache``, ETag, 304).
 """
 
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -16,7 +22,15 @@ from aiohttp import web
 from .blobs import BlobIndex, BlobLoc, send_blob
 from .lock import Item
 from .names import FILES_PREFIX
-from .wire import Prebuilt, serialize_head
+from .wire import Page
+
+# per tree (the lock's path prefix): the names whose bytes never change — packages carry their
+# version in the name, yum's unique-md-filenames and apt's by-hash/ carry the checksum. A new
+# load changes anything else at the same path (a subset regenerates repodata, Release, Packages).
+VERSIONED: dict[str, re.Pattern[str]] = {
+    "yum/": re.compile(r"\.(?:rpm|drpm)$|/repodata/[0-9a-f]{32,}-[^/]+$"),
+    "apt/": re.compile(r"\.(?:deb|udeb|ddeb|dsc)$|/by-hash/[^/]+/[0-9a-f]{32,}$"),
+}
 
 
 @dataclass
@@ -30,9 +44,10 @@ class FilesTree:
 
     def __init__(self, items: list[Item], blobs: BlobIndex, prefix: str = FILES_PREFIX) -> None:
         self.blobs = blobs
-        self.files: dict[str, tuple[BlobLoc, str]] = {}
+        self.files: dict[str, tuple[BlobLoc, str, bool]] = {}  # url -> (blob, media type, immutable)
         self.dirs: dict[str, _Dir] = {"/": _Dir()}
-        self._rendered: dict[str, bytes] = {}
+        self._rendered: dict[str, Page] = {}
+        versioned = VERSIONED.get(prefix)
         for item in items:
             for art in item.artifacts:
                 if not art.path.startswith(prefix):
@@ -41,7 +56,8 @@ class FilesTree:
                 if loc is None:
                     continue
                 url = "/" + art.path[len(prefix) :]
-                self.files[url] = (loc, art.media_type)
+                immutable = versioned is not None and versioned.search(url) is not None
+                self.files[url] = (loc, art.media_type, immutable)
                 parent, _, name = url.rpartition("/")
                 self._add_dir(parent + "/").files[name] = loc.size
 
@@ -53,10 +69,11 @@ class FilesTree:
             self._add_dir(parent + "/").dirs.add(name)
         return d
 
-    def listing(self, path: str) -> bytes:
+    def listing(self, path: str) -> Page:
         page = self._rendered.get(path)
         if page is None:
-            page = self._rendered[path] = render_autoindex(path, self.dirs[path], self.blobs.last_modified)
+            body = render_autoindex(path, self.dirs[path], self.blobs.last_modified)
+            page = self._rendered[path] = Page(body, "text/html; charset=utf-8")
         return page
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
@@ -65,11 +82,10 @@ class FilesTree:
         path = request.path
         hit = self.files.get(path)
         if hit is not None:
-            loc, media_type = hit
-            return await send_blob(request, self.blobs, loc, media_type)
+            loc, media_type, immutable = hit
+            return await send_blob(request, self.blobs, loc, media_type, immutable=immutable)
         if path in self.dirs:
-            page = self.listing(path)
-            return Prebuilt(serialize_head(200, {"Content-Type": "text/html; charset=utf-8"}, len(page)), page)
+            return self.listing(path).answer(request)
         if path + "/" in self.dirs:
             return web.Response(status=301, headers={"Location": quote(path + "/")}, text="moved\n")
         return None

@@ -33,14 +33,14 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from .archive import resolve_parts
-from .blobs import BlobIndex, Handler, MissLog
+from .blobs import CHECKS, BlobIndex, Handler, MissLog
 from .errors import EnvironmentProblem, GapcacheError, UsageError
 from .history import find_lock
 from .kinds import KINDS
 from .lock import Item, Lock
 from .root import Root
 from .tls import ca_handler, server_context
-from .wire import AccessLog, Answers, FastRequestHandler, Prebuilt
+from .wire import HEALTH, HEALTH_HEAD, AccessLog, Answers, FastRequestHandler, Prebuilt, Stats, render_metrics
 
 log = logging.getLogger("gapcache.serve")
 
@@ -52,11 +52,15 @@ class Listener:
     recorded miss. aiohttp's low-level server (no router, no middlewares): every request here is
     GET or HEAD of an immutable thing, and the hot path is short — an answer that depends only on
     the target (a verified small blob, a manifest by tag, an index page) is kept in :attr:`answers`
-    and given again straight from the parser (:class:`~gapcache.wire.FastRequestHandler`)."""
+    and given again straight from the parser (:class:`~gapcache.wire.FastRequestHandler`).
+    Every listener answers the health probes (:data:`~gapcache.wire.HEALTH`); ``files`` also
+    ``/metrics`` (Prometheus: the counters of every listener in :attr:`peers`)."""
 
     def __init__(self, name: str, handlers: list[Handler], misses: MissLog) -> None:
         self.name = name
         self.answers = Answers()
+        self.stats = Stats()
+        self.peers: dict[str, Listener] = {name: self}
         self._handlers = handlers
         self.misses = misses
 
@@ -70,18 +74,30 @@ class Listener:
         self.answers.clear()
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path in HEALTH or (request.path == "/metrics" and self.name == "files"):
+            if request.method not in ("GET", "HEAD"):
+                return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="read-only mirror\n")
+            if request.path in HEALTH:  # kept: probes are then answered from the parser
+                self.answers.keep(request, ok := Prebuilt(HEALTH_HEAD, b"ok\n"))
+                return ok
+            body, ctype = render_metrics({n: p.stats for n, p in self.peers.items()}, CHECKS)
+            return web.Response(body=body, headers={"Content-Type": ctype, "Cache-Control": "no-store"})
         for handler in self._handlers:  # a handler answers its protocol's way, or passes (None)
             resp: web.StreamResponse | None = await handler(request)
             if resp is not None:
                 if type(resp) is Prebuilt:
                     self.answers.keep(request, resp)
                 elif resp.status == 404:  # e.g. a registry's MANIFEST_UNKNOWN: still something the site lacks
-                    self.misses.record(self.name, request.raw_path, 404)
+                    self._miss(request)
                 return resp
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="read-only mirror\n")
-        self.misses.record(self.name, request.raw_path, 404)
+        self._miss(request)
         return web.Response(status=404, text="404 not found\n")
+
+    def _miss(self, request: web.BaseRequest) -> None:
+        self.stats.misses += 1
+        self.misses.record(self.name, request.raw_path, 404, request.remote)
 
 
 # ---- hostile clients: header timeout, connection cap, bounded log lines ------------------------------
@@ -185,10 +201,16 @@ class GuardedServer(web.Server):
         self._guard = guard
         self._admitted: set[RequestHandler] = set()
         self._answers = handler.answers
+        self._stats = handler.stats
 
     def __call__(self) -> RequestHandler:
         return FastRequestHandler(
-            self, answers=self._answers, on_request=self._guard.requested, loop=self._loop, **self._kwargs
+            self,
+            answers=self._answers,
+            stats=self._stats,
+            on_request=self._guard.requested,
+            loop=self._loop,
+            **self._kwargs,
         )
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
@@ -270,6 +292,8 @@ def make_apps(config: ServeConfig) -> Mirror:
             continue
         listener = listeners.setdefault(kind.listener, Listener(kind.listener, [], misses))
         listener.handlers.append(kind.handler(by_kind.get(kind.name, []), blobs, config.public_url))
+    for listener in listeners.values():
+        listener.peers = listeners  # /metrics on files counts every listener
     if config.tls_ca is not None and "files" in listeners:
         listeners["files"].handlers.insert(0, ca_handler(config.tls_ca))
     return Mirror(lock, blobs, misses, config.public_url, listeners)

@@ -5,10 +5,15 @@ building a request, a task or a response object.
   sent in one write with the Date and Connection lines;
 - :class:`Answers`: the reusable answers a listener gave (they depend only on the request target,
   and on Accept), bounded, keyed by ``(target, Accept)``;
+- :class:`Page`: a generated answer whose bytes change with a new load (an index, a listing, a
+  ``.repo`` file): an ETag from its bytes, ``Cache-Control: no-cache`` and a 304 to a matching
+  ``If-None-Match`` — what is content-addressed or versioned is :data:`IMMUTABLE` instead;
 - :class:`FastRequestHandler`: aiohttp's connection protocol, unchanged but for one step — a
   parsed GET/HEAD whose answer is in :class:`Answers` (no Range, no conditional header, HTTP/1.1
   keep-alive, nothing queued or running on the connection, the client reading) is answered at
-  once; anything else goes through aiohttp as before (handlers, verification, logging).
+  once; anything else goes through aiohttp as before (handlers, verification, logging);
+- :class:`Stats`: a listener's counters (plain integers: nothing on the hot path but additions),
+  rendered for Prometheus by :func:`render_metrics`; :data:`HEALTH`, the health probes.
 
 Only answers a handler built from verified bytes are ever kept, so nothing is served here that
 was not checked first.
@@ -16,6 +21,7 @@ was not checked first.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +42,23 @@ _CTL = re.compile(r"[\x00-\x1f\x7f]")
 # request headers that make an answer depend on more than the target: never answered from Answers
 CONDITIONAL = ("Range", "If-Range", "If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since")
 _date: list[Any] = [0, b""]
+# HTTP caching, decided per path by the kind that serves it: content-addressed or versioned paths
+# (blobs by digest, packages, wheels, chart archives, git packs) never change; anything a new load
+# may change (indexes, repodata, manifests by tag, listings, repo files) is revalidated by its ETag
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+
+
+def cache_control(immutable: bool) -> str:
+    return IMMUTABLE if immutable else REVALIDATE
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """``If-None-Match`` against ``etag`` (weak comparison, ``*``)."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 def serialize_head(status: int, headers: Mapping[str, str], length: int) -> bytes:
@@ -92,6 +115,75 @@ class Prebuilt(web.StreamResponse):
         return None
 
 
+class Page:
+    """A generated answer that changes with a new load: ``body``, an ETag from its bytes,
+    :data:`REVALIDATE`, and a 304 when the client already has it. Build once where the body is
+    kept; :meth:`answer` per request."""
+
+    __slots__ = ("_headers", "body", "content_type", "etag", "head")
+
+    def __init__(self, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> None:
+        self.body = body
+        self.content_type = content_type
+        self.etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+        self._headers = {**(headers or {}), "ETag": self.etag, "Cache-Control": REVALIDATE}
+        self.head = serialize_head(200, {"Content-Type": content_type, **self._headers}, len(body))
+
+    def answer(self, request: web.BaseRequest, reusable: bool = True) -> web.StreamResponse:
+        """``reusable``: the body depends only on the target and Accept (not on the Host): a
+        :class:`Prebuilt` the listener keeps; else an ordinary ``web.Response``."""
+        if etag_matches(request.headers.get("If-None-Match"), self.etag):
+            return web.Response(status=304, headers=self._headers)
+        if not reusable:
+            return web.Response(body=self.body, headers={"Content-Type": self.content_type, **self._headers})
+        return Prebuilt(self.head, self.body)
+
+
+HEALTH = frozenset(("/-/healthy", "/healthz"))  # answered 200 by every listener, from memory
+HEALTH_HEAD = serialize_head(200, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}, 3)
+
+
+class Stats:
+    """What one listener answered since the process started."""
+
+    __slots__ = ("bytes", "errors", "misses", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        self.errors = 0  # answers with a 5xx status (a blob that failed verification, a crash)
+        self.misses = 0
+
+
+def render_metrics(stats: Mapping[str, Stats], blobs: Mapping[str, int]) -> tuple[bytes, str]:
+    """Prometheus text exposition of the listeners' counters and the blob checks (``verified``,
+    ``corrupt``) of this process: (body, content type)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    class Collector:
+        def collect(self) -> Any:
+            for name, doc, attr in (
+                ("gapcache_http_requests", "Requests answered, per listener", "requests"),
+                ("gapcache_http_response_bytes", "Bytes sent (headers and bodies), per listener", "bytes"),
+                ("gapcache_http_errors", "Answers with a 5xx status, per listener", "errors"),
+                ("gapcache_misses", "Requests the mirror could not answer (misses.jsonl), per listener", "misses"),
+            ):
+                family = CounterMetricFamily(name, doc, labels=["listener"])
+                for listener, s in sorted(stats.items()):
+                    family.add_metric([listener], getattr(s, attr))
+                yield family
+            for what in ("verified", "corrupt"):
+                yield CounterMetricFamily(
+                    f"gapcache_blobs_{what}", f"Blobs hashed before serving that were found {what}", blobs.get(what, 0)
+                )
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
 class Answers:
     """The reusable answers a listener gave: ``(target, Accept) → (head, body)``. Bounded (forgotten
     all at once past ``max_bytes`` of bodies or ``max_entries``); cleared when the handlers change."""
@@ -128,8 +220,21 @@ class Answers:
         return hit
 
 
+_clf: list[Any] = [0, ""]
+
+
+def _clf_time() -> str:
+    now = int(time.time())
+    if now != _clf[0]:
+        _clf[0], _clf[1] = now, time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+    stamp: str = _clf[1]
+    return stamp
+
+
 class AccessLog(AbstractAccessLogger):
-    """``ADDR "REQUEST LINE" STATUS BYTES "USER-AGENT" SECONDS``, what the client chose cut short."""
+    """The Combined Log Format (nginx's ``combined``) and the seconds taken:
+    ``ADDR - - [10/Oct/2026:13:55:36 +0000] "REQUEST LINE" STATUS BYTES "REFERER" "USER-AGENT" SECONDS``,
+    what the client chose cut short."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.line(request.remote, request.method, request.raw_path, request.version, request.headers, response, time)
@@ -138,10 +243,12 @@ class AccessLog(AbstractAccessLogger):
              response: web.StreamResponse | tuple[int, int], seconds: float) -> None:  # fmt: skip
         status, length = response if isinstance(response, tuple) else (response.status, response.body_length)
         line = f"{method} {target} HTTP/{version.major}.{version.minor}"
-        agent = headers.get("User-Agent", "-")
+        agent = headers.get("User-Agent", "-")[: MAX_LOGGED // 2]
+        referer = headers.get("Referer", "-")[: MAX_LOGGED // 2]
         self.logger.info(
-            '%s "%s" %s %s "%s" %.6fs', remote, line[:MAX_LOGGED], status, length, agent[: MAX_LOGGED // 2], seconds
-        )
+            '%s - - [%s] "%s" %s %s "%s" "%s" %.6fs',
+            remote, _clf_time(), line[:MAX_LOGGED], status, length, referer, agent, seconds,
+        )  # fmt: skip
 
 
 class _Filter:
@@ -169,10 +276,17 @@ class FastRequestHandler(RequestHandler):
     """aiohttp's protocol, answering from :class:`Answers` what it can as soon as it is parsed."""
 
     def __init__(
-        self, manager: web.Server, *, answers: Answers, on_request: Callable[[RequestHandler], None], **kw: Any
+        self,
+        manager: web.Server,
+        *,
+        answers: Answers,
+        stats: Stats,
+        on_request: Callable[[RequestHandler], None],
+        **kw: Any,
     ) -> None:
         super().__init__(manager, **kw)
         self._answers = answers
+        self._stats = stats
         self._on_request = on_request
         self._remote: str | None = None
         self._parser = _Filter(self._parser, self)  # type: ignore[assignment]
@@ -204,6 +318,7 @@ class FastRequestHandler(RequestHandler):
             data = _wire(head, b"" if msg.method == "HEAD" else body)
             transport.write(data)
             answered += 1
+            self._stats.bytes += len(data)
             if self._logging_enabled and isinstance(self.access_logger, AccessLog):
                 if self._remote is None:
                     peer = transport.get_extra_info("peername")
@@ -211,6 +326,7 @@ class FastRequestHandler(RequestHandler):
                 log = self.access_logger
                 log.line(self._remote, msg.method, msg.path, msg.version, msg.headers, (200, len(data)), 0.0)
         if answered:
+            self._stats.requests += answered
             self._request_count += answered
             if self._manager is not None:
                 self._manager.requests_count += answered
@@ -222,3 +338,13 @@ class FastRequestHandler(RequestHandler):
             if self._keepalive_handle is None and self._keepalive_timeout > 0:
                 self._keepalive_handle = loop.call_at(self._next_keepalive_close_time, self._process_keepalive)
         return answered
+
+    def log_access(self, request: web.BaseRequest, response: web.StreamResponse, time: float | None) -> None:
+        """Called by aiohttp once an answer is sent: counted, then logged (unless ``--no-access-log``)."""
+        stats = self._stats
+        stats.requests += 1
+        stats.bytes += response.body_length
+        if response.status >= 500:
+            stats.errors += 1
+        if self._logging_enabled:
+            super().log_access(request, response, time)

@@ -12,6 +12,7 @@ from aiohttp import web
 from ...blobs import BlobIndex, public_base
 from ...filetree import FilesTree
 from ...lock import Item
+from ...wire import Page
 from .resolve import PREFIX
 from .sources import render_sources
 
@@ -23,7 +24,7 @@ class AptRepos:
         self.public_url = public_url
         self.tree = FilesTree(items, blobs, prefix=PREFIX)
         self.repos = {str(i.resolved["id"]): i for i in items}
-        self._sources: dict[tuple[str, str], bytes] = {}
+        self._sources: dict[tuple[str, str], Page] = {}
 
     def sources_file(self, repo_id: str, base: str) -> str:
         r = self.repos[repo_id].resolved
@@ -53,12 +54,12 @@ class AptRepos:
         if path.endswith(".sources") and path.count("/") == 1 and path[1:-8] in self.repos:
             base = public_base(request, self.public_url)
             key = (path, base)
-            body = self._sources.get(key)
-            if body is None:
-                body = self.sources_file(path[1:-8], base).encode()
+            page = self._sources.get(key)
+            if page is None:
+                page = Page(self.sources_file(path[1:-8], base).encode(), "text/plain; charset=utf-8")
                 if len(self._sources) < 256:  # bounded: the Host header is the client's to choose
-                    self._sources[key] = body
-            return web.Response(body=body, content_type="text/plain", charset="utf-8")
+                    self._sources[key] = page
+            return page.answer(request, reusable=False)
         if "/./" in path or path.endswith("/."):  # apt asks flat repos' `./…` files as written
             clean = posixpath.normpath(path) + ("/" if path.endswith("/") else "")
             return await self.tree.handle(request.clone(rel_url=clean))

@@ -20,12 +20,17 @@ from aiohttp import web
 
 from ...blobs import BlobIndex, BlobLoc, send_blob
 from ...lock import Item
+from ...wire import Page
 from .index import ChartVersion, chartmuseum_chart, chartmuseum_charts, chartmuseum_version, render_index
 
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 _API = re.compile(r"^/api/charts(?:/(?P<name>[^/]+)(?:/(?P<version>[^/]+))?)?/?$")
 MAX_BASES = 64  # rendered index.yaml bodies kept (one per address clients use)
 YAML = "application/x-yaml"
+
+
+def _api(request: web.BaseRequest, body: bytes) -> web.StreamResponse:
+    return Page(body, "application/json; charset=utf-8").answer(request)
 
 
 def _json(status: int, body: bytes) -> web.Response:
@@ -56,7 +61,7 @@ class ChartRepo:
             entry = dict(r["entry"])
             entry["digest"] = served[tgz].digest
             self.charts.append(ChartVersion.from_entry(entry))
-        self._index: dict[str, bytes] = {}
+        self._index: dict[str, Page] = {}
         self._api_all = chartmuseum_charts(self.charts)
 
     def base(self, request: web.BaseRequest) -> str:
@@ -70,33 +75,33 @@ class ChartRepo:
             return f"http://{self.public_url}:{port}"
         return f"http://{host}" if _HOST.match(host) else ""
 
-    def index_yaml(self, base: str) -> bytes:
-        body = self._index.get(base)
-        if body is None:
+    def index_yaml(self, base: str) -> Page:
+        page = self._index.get(base)
+        if page is None:
             if len(self._index) >= MAX_BASES:
                 self._index.clear()  # many Host headers (a scan): forget, never grow without bound
-            body = self._index[base] = render_index(self.charts, base)
-        return body
+            page = self._index[base] = Page(render_index(self.charts, base), YAML)
+        return page
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.method not in ("GET", "HEAD"):
             return None
         path = request.path
         if path == "/index.yaml":
-            return web.Response(body=self.index_yaml(self.base(request)), content_type=YAML)
+            return self.index_yaml(self.base(request)).answer(request, reusable=False)  # the Host is in it
         if path == "/health":
             return _json(200, b'{"healthy":true}')
         hit = self.files.get(path)
         if hit is not None:
-            return await send_blob(request, self.blobs, hit[0], hit[1])
+            return await send_blob(request, self.blobs, hit[0], hit[1], immutable=True)  # <name>-<version>.tgz
         m = _API.match(path)
         if m is None:
             return None
         name, version = m.group("name"), m.group("version")
         if name is None:
-            return _json(200, self._api_all)
+            return _api(request, self._api_all)
         if version is None:
             body = chartmuseum_chart(self.charts, name)
-            return _json(200, body) if body is not None else _not_found("chart")
+            return _api(request, body) if body is not None else _not_found("chart")
         body = chartmuseum_version(self.charts, name, version)
-        return _json(200, body) if body is not None else _not_found("chart version")
+        return _api(request, body) if body is not None else _not_found("chart version")

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from ...blobs import BlobIndex, BlobLoc, public_base, send_blob
 from ...lock import Item
+from ...wire import Page
 
 _COLL = re.compile(r"^/galaxy/api/v3/collections/([^/]+)/([^/]+)/(?:versions/(?:([^/]+)/)?)?$")
 _ROLE_VERSIONS = re.compile(r"^/galaxy/api/v1/roles/(\d+)/versions/?$")
@@ -125,7 +126,8 @@ class GalaxyApi:
             return web.Response(body=INDEX, content_type="text/html")
         loc = self.files.get(path)
         if loc is not None:
-            return await send_blob(request, self.blobs, loc, "application/gzip")
+            versioned = path.startswith("/galaxy/download/")  # <ns>-<name>-<version>; roles by URL may change
+            return await send_blob(request, self.blobs, loc, "application/gzip", immutable=versioned)
         base = public_base(request, self.public_url)
         doc: Any = None
         if path in ("/galaxy/api", "/galaxy/api/"):
@@ -144,7 +146,8 @@ class GalaxyApi:
             doc = self._versions(ns, name) if listing else self._collection(base, ns, name, version)
         if doc is None:
             return None
-        return web.Response(body=json.dumps(doc, sort_keys=True).encode(), content_type="application/json")
+        page = Page(json.dumps(doc, sort_keys=True).encode(), "application/json; charset=utf-8")
+        return page.answer(request, reusable=False)  # download URLs name the client's Host
 
 
 def _not_found(what: str) -> web.Response:

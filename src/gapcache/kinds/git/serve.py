@@ -18,6 +18,7 @@ from aiohttp import web
 from ...blobs import BlobIndex, BlobLoc, send_blob
 from ...lock import Artifact
 from ...manifest.git import GIT_PREFIX
+from ...wire import Page
 
 
 def render_refs(resolved: dict[str, Any]) -> bytes:
@@ -30,12 +31,16 @@ def render_refs(resolved: dict[str, Any]) -> bytes:
     return "".join(lines).encode()
 
 
+def _text(body: bytes) -> Page:
+    return Page(body, "text/plain; charset=utf-8")
+
+
 class GitRepos:
     """The repositories of some items (each with ``resolved`` as :func:`resolve.describe` writes it)."""
 
     def __init__(self, repos: list[tuple[dict[str, Any], list[Artifact]]], blobs: BlobIndex) -> None:
         self.blobs = blobs
-        self.texts: dict[str, bytes] = {}
+        self.texts: dict[str, Page] = {}  # info/refs, HEAD, …: revalidated (a new load moves refs)
         self.packs: dict[str, tuple[BlobLoc, str]] = {}
         for resolved, arts in repos:
             locs = {a.path: (blobs.get(a.digest), a.media_type) for a in arts if a.path.startswith(GIT_PREFIX)}
@@ -43,11 +48,11 @@ class GitRepos:
                 continue
             name = str(resolved["repo"])
             for base in {f"/git/{name}", f"/git/{name.removesuffix('.git')}"}:
-                self.texts[base + "/info/refs"] = render_refs(resolved)
-                self.texts[base + "/HEAD"] = (str(resolved["head"]) + "\n").encode()
-                self.texts[base + "/objects/info/packs"] = f"P pack-{resolved['pack']}.pack\n\n".encode()
+                self.texts[base + "/info/refs"] = _text(render_refs(resolved))
+                self.texts[base + "/HEAD"] = _text((str(resolved["head"]) + "\n").encode())
+                self.texts[base + "/objects/info/packs"] = _text(f"P pack-{resolved['pack']}.pack\n\n".encode())
                 for alternates in ("/objects/info/http-alternates", "/objects/info/alternates"):
-                    self.texts[base + alternates] = b""  # none: asked by every dumb clone
+                    self.texts[base + alternates] = _text(b"")  # none: asked by every dumb clone
                 for path, (loc, mt) in locs.items():
                     assert loc is not None
                     self.packs[base + path[len(GIT_PREFIX) + len(name) :]] = (loc, mt)
@@ -58,8 +63,8 @@ class GitRepos:
         path = request.path
         text = self.texts.get(path)
         if text is not None:
-            return web.Response(body=text, content_type="text/plain", headers={"Cache-Control": "no-cache"})
+            return text.answer(request)
         hit = self.packs.get(path)
-        if hit is not None:
-            return await send_blob(request, self.blobs, hit[0], hit[1])
+        if hit is not None:  # pack-<checksum>.pack/.idx: content-addressed
+            return await send_blob(request, self.blobs, hit[0], hit[1], immutable=True)
         return None

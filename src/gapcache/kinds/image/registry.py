@@ -23,6 +23,7 @@ from aiohttp import web
 from ...blobs import BlobIndex, send_blob
 from ...lock import Item
 from ...names import DIGEST, REPO_RE, TAG_RE, host_component
+from ...wire import Page
 
 _PATH = re.compile(r"^/v2/(?P<name>.+)/(?P<what>manifests|blobs|tags)/(?P<ref>[^/]+)$")
 MAX_NAME = 512
@@ -100,21 +101,23 @@ class Registry:
                 return error(404, "NAME_UNKNOWN", "unknown path")
             return self._page(request, "tags", sorted(repo.tags), name)
         if what == "manifests":
-            digest = ref if DIGEST.match(ref) else repo.tags.get(ref) if TAG_RE.match(ref) else None
+            by_digest = DIGEST.match(ref) is not None  # by digest: immutable; by tag: a new load may move it
+            digest = ref if by_digest else repo.tags.get(ref) if TAG_RE.match(ref) else None
             if digest is None or digest not in repo.manifests:
                 return error(404, "MANIFEST_UNKNOWN", "manifest unknown", {"name": raw_name, "reference": ref})
             loc = self.blobs.get(digest)
             if loc is None:
                 return error(404, "MANIFEST_UNKNOWN", "manifest unknown")
-            return await send_blob(request, self.blobs, loc, repo.manifests[digest], registry=True)
+            mt = repo.manifests[digest]
+            return await send_blob(request, self.blobs, loc, mt, registry=True, immutable=by_digest)
         if not DIGEST.match(ref):
             return error(400, "DIGEST_INVALID", "invalid digest", {"digest": ref})
         loc = self.blobs.get(ref) if ref in repo.blobs else None
         if loc is None:
             return error(404, "BLOB_UNKNOWN", "blob unknown to registry", {"digest": ref})
-        return await send_blob(request, self.blobs, loc, "application/octet-stream", registry=True)
+        return await send_blob(request, self.blobs, loc, "application/octet-stream", registry=True, immutable=True)
 
-    def _page(self, request: web.BaseRequest, key: str, values: list[str], name: str | None) -> web.Response:
+    def _page(self, request: web.BaseRequest, key: str, values: list[str], name: str | None) -> web.StreamResponse:
         last = request.query.get("last")
         if last:
             values = [v for v in values if v > last]
@@ -130,4 +133,5 @@ class Registry:
         body: dict[str, object] = {key: values}
         if name is not None:
             body = {"name": name, **body}
-        return web.json_response(body, headers=headers)
+        page = Page(json.dumps(body).encode(), "application/json; charset=utf-8", headers)
+        return page.answer(request, reusable=False)  # a plain Response: rare

@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 
 from ...blobs import BlobIndex, BlobLoc, send_blob
 from ...lock import Item
-from ...wire import Prebuilt, serialize_head
+from ...wire import Page
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -82,7 +82,7 @@ class SimpleIndex:
         for files in self.projects.values():
             files.sort(key=lambda f: f.filename)
         self._pages: dict[tuple[str, str], bytes] = {}
-        self._heads: dict[tuple[str, str], bytes] = {}
+        self._answers: dict[tuple[str, str], Page] = {}
 
     def _render(self, project: str | None, kind: str) -> bytes:
         key = (project or "", kind)
@@ -140,12 +140,11 @@ class SimpleIndex:
         if kind == "none":
             return web.Response(status=406, text="acceptable: application/vnd.pypi.simple.v1+json, text/html\n")
         key = (project or "", kind)
-        head = self._heads.get(key)
-        body = self._render(project, kind)
-        if head is None:
+        page = self._answers.get(key)
+        if page is None:
             ctype = "text/html; charset=utf-8" if kind == "text/html" else kind
-            head = self._heads[key] = serialize_head(200, {"Content-Type": ctype, "Vary": "Accept"}, len(body))
-        return Prebuilt(head, body)  # the same for the same target and Accept: kept by the listener
+            page = self._answers[key] = Page(self._render(project, kind), ctype, {"Vary": "Accept"})
+        return page.answer(request)  # the same for the same target and Accept: kept by the listener
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.method not in ("GET", "HEAD"):
@@ -164,7 +163,7 @@ class SimpleIndex:
             return self._page(norm, request)
         hit = self.packages.get(path)
         if hit is not None:
-            return await send_blob(request, self.blobs, hit[0], hit[1])
+            return await send_blob(request, self.blobs, hit[0], hit[1], immutable=True)  # versioned names
         return None
 
 

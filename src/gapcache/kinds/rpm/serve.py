@@ -12,6 +12,7 @@ from aiohttp import web
 from ...blobs import BlobIndex, public_base
 from ...filetree import FilesTree
 from ...lock import Item
+from ...wire import Page
 
 
 class YumRepos:
@@ -36,5 +37,6 @@ class YumRepos:
         if path.endswith(".repo") and path.count("/") == 1 and path[1:-5] in self.repos:
             # --public-url (host or URL, this listener's port added to a bare host), else the Host the client used
             base = public_base(request, self.public_url)
-            return web.Response(text=self.repo_file(path[1:-5], base), content_type="text/plain")
+            page = Page(self.repo_file(path[1:-5], base).encode(), "text/plain; charset=utf-8")
+            return page.answer(request, reusable=False)  # the client's Host is in it
         return await self.tree.handle(request)
