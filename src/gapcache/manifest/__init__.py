@@ -13,11 +13,11 @@ Errors name the file, the line, the entry and what is wrong:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 
 from ..errors import FormatError, ManifestError
 from ..names import logical_path_error, validate_platforms
@@ -52,7 +52,7 @@ class Manifest(BaseModel):
     name: str = "gapcache"
     files: FilesSection = []
     platforms: list[str] = ["linux/amd64"]
-    images: list[ImageEntry] = []
+    images: Annotated[list[ImageEntry], BeforeValidator(coerce_images)] = []
     registries: dict[str, RegistryConfig] = {}
     python: PythonSection | None = None
     yum: list[YumRepo] = []
@@ -72,11 +72,6 @@ class Manifest(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return {h.lower(): b for h, b in v.items()}
-
-    @field_validator("images", mode="before")
-    @classmethod
-    def _images(cls, v: object) -> object:
-        return coerce_images(v)
 
     @field_validator("platforms")
     @classmethod

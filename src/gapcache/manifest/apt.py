@@ -18,9 +18,9 @@ subset (``mode: packages``).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, model_validator
 
 from ..names import check_repo_id
 
@@ -36,7 +36,7 @@ def _is_url(v: str) -> bool:
 class AptRepo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str
+    id: Annotated[str, AfterValidator(check_repo_id)]
     url: str
     urls: dict[str, str] = {}  # architecture → another archive's URL (Ubuntu's ports)
     suites: list[str]
@@ -48,11 +48,6 @@ class AptRepo(BaseModel):
     recommends: bool = False
     base: list[str] = []  # package names (or name=version) that count as installed
     trusted: bool = False  # mirror even if the Release signature is missing or bad
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        return check_repo_id(v)
 
     @field_validator("url")
     @classmethod

@@ -12,9 +12,10 @@ and path kept, like every logical name).
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
 from ..names import host_component
 
@@ -49,14 +50,9 @@ def repo_name(url: str) -> str:
 class GitEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str
+    url: Annotated[str, AfterValidator(check_git_url)]
     ref: str = "HEAD"
     submodules: bool = True
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_git_url(v)
 
     @field_validator("ref")
     @classmethod
