@@ -100,18 +100,19 @@ def prune(root: Root, keep: int, dry_run: bool = False) -> PruneResult:
     every blob of every served set stays."""
     if keep < 1:
         raise UsageError("--keep must be at least 1 (the lock being served is always kept)")
-    current = root.current_name()
-    only_members = members_only(root)
-    order = history(root)
-    served = [n for n in order if n not in only_members]
-    kept = [current, *[n for n in served if n != current][: keep - 1]]
-    kept += sorted(locks_needed(root, kept) - set(kept))
     fd = os.open(root.path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise GapcacheError(f"{root.path}: a load is running; prune again when it is done") from exc
+        # read what is served only under the lock: a load finishing just before must not lose blobs
+        current = root.current_name()
+        only_members = members_only(root)
+        order = history(root)
+        served = [n for n in order if n not in only_members]
+        kept = [current, *[n for n in served if n != current][: keep - 1]]
+        kept += sorted(locks_needed(root, kept) - set(kept))
         needed: set[str] = set()
         for name in kept:
             needed |= set(read_lock(root.locks / name).blobs())

@@ -12,7 +12,9 @@ Layout (DESIGN "Decisions"):
 A load streams each archive part, refuses unsafe members and blobs the lock does not list,
 hashes every blob into ``tmp/load-<pid>-*/``, checks the lock's blobs are all present (in the archive
 or already in the root), then moves the blobs into place, writes the lock and switches ``current``.
-A blob the root already holds is re-hashed when the archive carries it, and replaced if corrupt.
+A blob the root already holds is re-hashed when the archive carries it, and replaced if corrupt
+(loading the lock already served is a no-op: run ``gapcache verify --root`` first, which moves a
+corrupt blob aside, and the next load restores it).
 With a TOC, each part is checked against its size and sha256 and the lock against its digest.
 A failed load removes its staging, the blobs and lock it wrote, and every directory it created:
 no new file is left behind. Files are 0644 and directories 0755: a non-root ``serve`` reads them.

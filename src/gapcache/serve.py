@@ -82,10 +82,11 @@ class Listener:
                 return ok
             body, ctype = render_metrics({n: p.stats for n, p in self.peers.items()}, CHECKS)
             return web.Response(body=body, headers={"Content-Type": ctype, "Cache-Control": "no-store"})
-        for handler in self._handlers:  # a handler answers its protocol's way, or passes (None)
+        handlers = self._handlers  # a new lock may swap them while this request awaits its answer
+        for handler in handlers:  # a handler answers its protocol's way, or passes (None)
             resp: web.StreamResponse | None = await handler(request)
             if resp is not None:
-                if type(resp) is Prebuilt:
+                if type(resp) is Prebuilt and self._handlers is handlers:  # never keep an old lock's answer
                     self.answers.keep(request, resp)
                 elif resp.status == 404:  # e.g. a registry's MANIFEST_UNKNOWN: still something the site lacks
                     self._miss(request)

@@ -246,7 +246,9 @@ def add(
     if replaced is not None and replaced.lock == result.lock_name:
         entry = replaced  # the same archive again: nothing new
     with _exclusive(root):
-        now = served_sets(root) if root.current_file.exists() else []
+        # the first (or only) set: the load itself switched `current` to it — read nothing back,
+        # or the fallback name of a lock not yet in sets.json would count as a second set
+        now = (served_sets(root) if root.current_file.exists() else []) if others else []
         members = [m for m in now if m.name != name] + [entry]
         serving = _serve(root, members, _locks(root, members))
     return AddResult(name, result, serving, replaced, members)

@@ -152,3 +152,16 @@ def test_legacy_root_without_sets_json(tmp_path: Path, archives: dict[str, Path]
     gapcache("load", "--add", archives["images"], "--root", root.path, "-q", check=True)
     assert "files/images/list.txt" in _served_paths(root.path)
     assert "files/base/kubeadm" in _served_paths(root.path)
+
+
+def test_add_into_an_empty_root_is_one_set(tmp_path: Path, archives: dict[str, Path]) -> None:
+    """`load --add` as the first load (and again with the same archive) serves one set, not a phantom
+    second one named after the lock."""
+    root = tmp_path / "root"
+    gapcache("load", "--add", archives["base"], "--root", root, "-q", check=True)
+    gapcache("load", "--add", archives["base"], "--root", root, "-q", check=True)
+    listing = gapcache("ls", "--root", root, "--json", check=True)
+    sets = {item.get("set") for item in json.loads(listing.stdout)}
+    assert sets == {"base"}
+    removed = gapcache("remove", "base", "--root", root)
+    assert removed.returncode != 0 and "only set" in removed.stderr

@@ -57,6 +57,7 @@ def test_discovered_images_are_deduplicated(tmp_path: Path) -> None:
 class _Req:
     def __init__(self, host: str) -> None:
         self.host = host
+        self.secure = False  # a plain-HTTP connection
 
 
 @pytest.mark.parametrize(

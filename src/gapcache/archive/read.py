@@ -171,7 +171,11 @@ class ArchiveReader:
         except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
             self.close()
             raise ArchiveError(f"{path}: not a readable tar archive: {exc}") from exc
-        self.head = self._read_head()
+        try:
+            self.head = self._read_head()
+        except BaseException:  # a bad lock member: the constructor raises, so `with` cannot close it
+            self.close()
+            raise
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -18,7 +18,7 @@ import re
 
 from aiohttp import web
 
-from ...blobs import BlobIndex, BlobLoc, send_blob
+from ...blobs import BlobIndex, BlobLoc, public_base, send_blob
 from ...lock import Item
 from ...wire import Page
 from .index import ChartVersion, chartmuseum_chart, chartmuseum_charts, chartmuseum_version, render_index
@@ -67,13 +67,9 @@ class ChartRepo:
     def base(self, request: web.BaseRequest) -> str:
         """The URL clients reach this listener at: ``--public-url`` (a bare host gets the port the
         client used), else the request's Host; relative URLs if the Host is not a plain host."""
-        host = request.host or ""
-        if self.public_url:
-            if "://" in self.public_url:
-                return self.public_url.rstrip("/")
-            port = host.rpartition(":")[2] if re.search(r":\d+$", host) else "80"
-            return f"http://{self.public_url}:{port}"
-        return f"http://{host}" if _HOST.match(host) else ""
+        if self.public_url or _HOST.match(request.host or ""):
+            return public_base(request, self.public_url)  # https under TLS
+        return ""
 
     def index_yaml(self, base: str) -> Page:
         page = self._index.get(base)
