@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import errno
 import hashlib
 import os
@@ -36,6 +35,7 @@ import aiohttp
 from .auth import Auth, answer_401
 from .errors import DigestMismatch, DiskFull, FetchError, HTTPStatusError
 from .fileurl import read_if_file
+from .httpmeta import content_range_start, describe_error, parse_retry_after
 from .progress import NullProgress, Progress
 from .sources import SourceJournal
 from .store import CHUNK, Store, check_space, hash_chunks, lock_file, read_range, try_lock, unlock_file
@@ -80,20 +80,6 @@ class _Mismatch(Exception):
         self.resumed = resumed
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def _key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:40]
 
@@ -114,11 +100,13 @@ class Downloader:
         auth: Auth | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         read_only: bool = False,
+        lock_wait: float = 3600.0,
         upstreams: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self._url = rewriter(upstreams)  # DESIGN "Upstreams": where a request goes; names and auth keep the URL
         self.read_only = read_only  # metadata only (a plan): nothing is written into the store
+        self.lock_wait = lock_wait  # how long to wait for another build's download of the same blob
         self.concurrency = concurrency
         self.retries = retries
         self.backoff = backoff
@@ -255,11 +243,11 @@ class Downloader:
                 await self._wait(url, max(failures, 1), exc)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
                 failures += 1
-                await self._wait(url, failures, _Transient(_describe(exc)))
+                await self._wait(url, failures, _Transient(describe_error(exc)))
             except aiohttp.InvalidURL as exc:
                 raise FetchError(url, "invalid URL") from exc
             except aiohttp.ClientError as exc:  # e.g. a response that is not HTTP
-                raise FetchError(url, _describe(exc)) from exc
+                raise FetchError(url, describe_error(exc)) from exc
 
     async def _wait(self, url: str, failures: int, exc: _Transient) -> None:
         if failures > self.retries:
@@ -313,10 +301,13 @@ class Downloader:
     async def _download(self, job: FetchJob, label: str) -> FetchResult:
         partial = self.store.tmp / f"partial-{_key(job.url, job.digest or '')}"
         lock, delay, waited = partial.with_name(partial.name + ".lock"), 0.02, False
+        give_up = time.monotonic() + self.lock_wait
         while (fd := lock_file(lock)) is None:  # another build sharing the store is fetching it
             waited = True
             if job.digest and self.store.has(job.digest, job.size):
                 break
+            if time.monotonic() > give_up:  # that build is stuck: do not wait for ever
+                raise FetchError(job.url, f"another build has held {lock} for {self.lock_wait:.0f}s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
         try:
@@ -400,7 +391,7 @@ class Downloader:
                     raise _Transient("server refused the resume range; starting over", progressed=True)
                 self._raise_for_status(job.url, resp)
                 if resp.status == 206 and offset:
-                    start = _content_range_start(resp.headers.get("Content-Range"))
+                    start = content_range_start(resp.headers.get("Content-Range"))
                     if start != offset:
                         _drop_partial(partial)
                         raise _Transient("unexpected Content-Range; starting over", progressed=True)
@@ -425,10 +416,10 @@ class Downloader:
                             raise FetchError(job.url, f"upstream sent more than the expected {limit} bytes")
                 return await self._complete(job, partial, h, offset + got, resp), got
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
-            raise _Transient(_describe(exc), progressed=got > 0, got=got) from exc
+            raise _Transient(describe_error(exc), progressed=got > 0, got=got) from exc
         except aiohttp.ClientError as exc:  # e.g. a response that is not HTTP
             _drop_partial(partial)
-            raise FetchError(job.url, _describe(exc)) from exc
+            raise FetchError(job.url, describe_error(exc)) from exc
         except FetchError:
             _drop_partial(partial)
             raise
@@ -461,23 +452,6 @@ class Downloader:
                 record["last_modified"] = resp.headers["Last-Modified"]
             self._sources.remember(record)
         return FetchResult(digest, size, size)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
-
-
-def _content_range_start(value: str | None) -> int | None:
-    # "bytes 100-199/200"
-    if not value or not value.startswith("bytes "):
-        return None
-    try:
-        return int(value[6:].split("-", 1)[0])
-    except ValueError:
-        return None
 
 
 def _drop_partial(partial: Path) -> None:

@@ -205,8 +205,15 @@ class _Load:
                 os.close(self._held)
 
     def _undo(self) -> None:
+        ours = {f.name for f in self.new_files}
+        kept: set[str] = set()  # blobs another lock in the root needs (a load that ran alongside)
+        for other in self.root.locks.glob("*.json") if self.root.locks.is_dir() else []:
+            if other.name not in ours:
+                with contextlib.suppress(GapcacheError, OSError):
+                    kept |= {d[7:] for d in read_lock(other).blobs()}
         for f in reversed(self.new_files):
-            f.unlink(missing_ok=True)
+            if f.name not in kept:
+                f.unlink(missing_ok=True)
         for d in reversed(self.made):
             with contextlib.suppress(OSError):
                 d.rmdir()
@@ -253,7 +260,7 @@ class _Load:
             self._mkdir(store.blobs)
             for digest, path in staged.items():
                 final = store.path(digest)
-                if digest not in repaired:
+                if digest not in repaired and not final.exists():  # only what this load brings in
                     self.new_files.append(final)
                 os.replace(path, final)
             if staged:

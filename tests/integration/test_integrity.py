@@ -325,3 +325,35 @@ def test_load_failing_to_write_the_lock_leaves_no_blob(
     with pytest.raises(OSError):
         Root(root_dir).load([built])
     assert [str(p.relative_to(root_dir)) for p in root_dir.rglob("*")] == []  # exactly as it was: empty
+
+
+def test_a_failed_load_keeps_blobs_another_lock_in_the_root_needs(
+    tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two loads at once: if one fails after publishing its blobs, it must not take away a blob the
+    other (already written) lock needs."""
+    import json as _json
+
+    import gapcache.root as root_mod
+    from gapcache.archive import read_head
+    from gapcache.store import atomic_write as real
+
+    root_dir = tmp_path / "root"
+    (root_dir / "locks").mkdir(parents=True)
+    lock = read_head(built).lock
+    shared = next(iter(lock.blobs()))
+    other = {"format": 1, "items": [{"kind": "file", "name": "x", "request": {}, "resolved": {}, "artifacts": [
+        {"path": "files/x", "source": "y", "digest": shared, "size": lock.blobs()[shared],
+         "media_type": "application/octet-stream"}]}]}  # fmt: skip
+    (root_dir / "locks" / ("0" * 64 + ".json")).write_text(_json.dumps(other))  # the other load's lock
+
+    def failing(path: Path, data: bytes, mode: int = 0o644) -> None:
+        if path.parent.name == "locks":
+            raise OSError(5, "Input/output error")
+        real(path, data, mode)
+
+    monkeypatch.setattr(root_mod, "atomic_write", failing)
+    with pytest.raises(OSError):
+        Root(root_dir).load([built])
+    left = {p.name for p in (root_dir / "blobs" / "sha256").iterdir()}
+    assert left == {shared[7:]}  # the shared blob stays; the others this load brought are gone

@@ -273,3 +273,26 @@ def test_progress_says_what_is_true_about_short_jobs() -> None:
     assert took(_time.monotonic(), 6 << 20).startswith("in ") and "ms" in took(_time.monotonic(), 6 << 20)
     assert "/s" not in took(_time.monotonic(), 6 << 20)  # no rate over a few milliseconds
     assert took(_time.monotonic() - 2.0, 200 << 20).endswith("(100.0 MiB/s)")
+
+
+def test_a_build_does_not_wait_for_ever_on_another_builds_download(tmp_path: Path) -> None:
+    from gapcache.errors import FetchError
+    from gapcache.fetch import Downloader, FetchJob, _key
+    from gapcache.store import Store, lock_file, unlock_file
+
+    store = Store(tmp_path / "store")
+    store.ensure()
+    job = FetchJob("http://127.0.0.1:9/stuck.bin", "sha256:" + "0" * 64, 10)
+    lock = store.tmp / f"partial-{_key(job.url, job.digest or '')}.lock"
+    held = lock_file(lock)  # another build, stuck on this download
+    assert held is not None
+
+    async def run() -> None:
+        async with Downloader(store, lock_wait=0.3) as dl:
+            await dl.fetch(job)
+
+    try:
+        with pytest.raises(FetchError, match="another build has held"):
+            asyncio.run(run())
+    finally:
+        unlock_file(lock, held)
