@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -53,6 +53,7 @@ class BlobIndex:
     def __init__(self, locs: dict[str, BlobLoc], last_modified: float) -> None:
         self.locs = locs
         self.last_modified = formatdate(last_modified, usegmt=True)
+        self.mtime = int(last_modified)
         self._verified: dict[str, asyncio.Future[bytes | None]] = {}
         self._failed: dict[str, tuple[tuple[int, int, int], GapcacheError]] = {}
         self._small: OrderedDict[str, bytes] = OrderedDict()
@@ -338,13 +339,15 @@ async def send_blob(
     If-None-Match. ``immutable``: the path is content-addressed or versioned (cached for a year),
     else clients revalidate it (``no-cache``) — the kind decides per path."""
     h = request.headers
-    if "Range" not in h and "If-None-Match" not in h and "If-Range" not in h:
+    if "Range" not in h and "If-None-Match" not in h and "If-Range" not in h and "If-Modified-Since" not in h:
         cached = blobs.cached(loc.digest)
         if cached is not None:  # the hot path: a small verified blob, whole, from memory
             return Prebuilt(blobs.head(loc, content_type, registry, immutable), cached)
     etag = f'"{loc.digest}"'
     headers = dict(blobs.headers(loc, content_type, registry, immutable))
-    if etag_matches(h.get("If-None-Match"), etag):
+    if etag_matches(h.get("If-None-Match"), etag) or (
+        "If-None-Match" not in h and _not_modified_since(h.get("If-Modified-Since"), blobs.mtime)
+    ):  # a client that revalidates by date only (apt for InRelease, wget -N) gets its 304 too
         return web.Response(status=304, headers=headers)
     try:
         data = await blobs.open(loc)
@@ -470,3 +473,14 @@ def public_base(request: web.BaseRequest, public_url: str | None) -> str:
         return public_url.rstrip("/")
     port = request.host.rpartition(":")[2] if ":" in request.host else ("443" if request.secure else "80")
     return f"{scheme}://{public_url}:{port}"
+
+
+def _not_modified_since(value: str | None, mtime: int) -> bool:
+    """RFC 9110: If-Modified-Since at or after the Last-Modified we send (ignored when unparsable)."""
+    if not value:
+        return False
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return False
+    return when.tzinfo is not None and when.timestamp() >= mtime

@@ -205,7 +205,7 @@ class Answers:
         if any(c in h for c in CONDITIONAL):
             return
         key = (request.raw_path, h.get("Accept"))
-        if key in self.table:
+        if key in self.table or len(resp.payload) > self.max_bytes // 8:  # a big body: not worth a flush
             return
         if self.bytes + len(resp.payload) > self.max_bytes or len(self.table) >= self.max_entries:
             self.clear()

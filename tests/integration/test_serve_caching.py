@@ -199,3 +199,24 @@ def test_conditional_on_an_immutable_path(ports: dict[str, int]) -> None:
     _, hdrs, _ = get(ports["pypi"], path)
     status, _, body = get(ports["pypi"], path, {"If-None-Match": hdrs["etag"]})
     assert status == 304 and body == b""
+
+
+@pytest.mark.parametrize("path", ["/deb/dists/stable/InRelease", "/example.org/dl/stable.txt"])
+def test_revalidation_by_date_only(ports: dict[str, int], path: str) -> None:
+    """apt (InRelease) and `wget -N` revalidate by If-Modified-Since alone."""
+    listener = "repos" if path.startswith("/deb") else "files"
+    status, hdrs, body = get(ports[listener], path)
+    assert status == 200 and body and "last-modified" in hdrs
+    status, _, body = get(ports[listener], path, {"If-Modified-Since": hdrs["last-modified"]})
+    assert status == 304 and body == b""
+    status, _, body = get(ports[listener], path, {"If-Modified-Since": "yesterday"})  # unparsable: ignored
+    assert status == 200 and body
+
+
+def test_a_date_before_the_load_is_modified() -> None:
+    from gapcache.blobs import _not_modified_since
+
+    loaded = 1_800_000_000  # 2027-01-15
+    assert _not_modified_since("Fri, 15 Jan 2027 08:00:00 GMT", loaded)
+    assert not _not_modified_since("Thu, 01 Jan 2026 00:00:00 GMT", loaded)
+    assert not _not_modified_since(None, loaded)

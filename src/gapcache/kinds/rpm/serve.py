@@ -22,6 +22,7 @@ class YumRepos:
         self.repos = {str(i.resolved["id"]): list(i.resolved.get("keys", [])) for i in items}
         # a full mirror of an unsigned repomd cannot ask dnf to check a signature it does not have
         self.signed = {str(i.resolved["id"]): bool(i.resolved.get("signed", True)) for i in items}
+        self._pages: dict[tuple[str, str], Page] = {}
 
     def repo_file(self, repo_id: str, base: str) -> str:
         keys = " ".join(f"{base}/gpgkeys/{k}" for k in self.repos[repo_id])
@@ -37,6 +38,12 @@ class YumRepos:
         if path.endswith(".repo") and path.count("/") == 1 and path[1:-5] in self.repos:
             # --public-url (host or URL, this listener's port added to a bare host), else the Host the client used
             base = public_base(request, self.public_url)
-            page = Page(self.repo_file(path[1:-5], base).encode(), "text/plain; charset=utf-8")
+            page = self._pages.get((path, base))
+            if page is None:  # built once per repo and address (bounded: Hosts come from clients)
+                if len(self._pages) > 1024:
+                    self._pages.clear()
+                page = self._pages[path, base] = Page(
+                    self.repo_file(path[1:-5], base).encode(), "text/plain; charset=utf-8"
+                )
             return page.answer(request, reusable=False)  # the client's Host is in it
         return await self.tree.handle(request)
