@@ -30,7 +30,7 @@ def require_tool(name: str, why: str = "") -> str:
     path = shutil.which(name)
     if path is None:
         pkg = PACKAGES.get(name, name)
-        raise EnvironmentProblem(f"{name} is not installed{': ' + why if why else ''} (install the {pkg} package)")
+        raise EnvironmentProblem(f"{name} not found{': ' + why if why else ''} (install the {pkg} package)")
     return path
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
+from ...tools import require_tool
 from .errors import AptError, ResolveError
-from .gpg import require_tool
 from .packages import PackageRecord, parse_packages
 from .release import decompress
 
@@ -55,7 +55,7 @@ class AptSandbox:
     def __init__(self, root: Path, arch: str, *, recommends: bool = False, extra: dict[str, str] | None = None):
         self.root = root
         self.arch = arch
-        self.apt_get_path = require_tool("apt-get", "apt", "apt's solver is needed on the connected host for apt repos")
+        self.apt_get_path = require_tool("apt-get", "apt's solver is needed on the connected host for apt repos")
         for d in ("etc/apt.conf.d", "etc/preferences.d", "etc/sources.list.d", "etc/trusted.gpg.d", "state",
                   "lists/partial", "cache/archives/partial", "log", "root"):  # fmt: skip
             (root / d).mkdir(parents=True, exist_ok=True)

@@ -11,20 +11,12 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gapcache.errors import EnvironmentProblem
+from gapcache.tools import require_tool
 
 from .errors import AptError
 
 KeySource = Path | bytes
 ARMOR_BLOCK = re.compile(rb"-----BEGIN PGP PUBLIC KEY BLOCK-----.*?-----END PGP PUBLIC KEY BLOCK-----", re.DOTALL)
-
-
-def require_tool(name: str, package: str, why: str) -> str:
-    """The absolute path of ``name``, or EnvironmentProblem naming the package that provides it."""
-    path = shutil.which(name)
-    if path is None:
-        raise EnvironmentProblem(f"{name} not found: {why} (install the {package} package)")
-    return path
 
 
 @contextlib.contextmanager
@@ -81,7 +73,7 @@ def binary_keyrings(keys: KeySource | Sequence[KeySource], workdir: Path) -> lis
 
 
 def dearmor(block: bytes, what: str) -> bytes:
-    gpg = require_tool("gpg", "gpg", "needed to read armored apt keys")
+    gpg = require_tool("gpg", "needed to read armored apt keys")
     with temp_home() as home:
         res = subprocess.run([gpg, "--batch", "--dearmor"], input=block, env=gpg_env(home), capture_output=True,
                              check=False)  # fmt: skip

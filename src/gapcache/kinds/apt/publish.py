@@ -30,8 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...tools import require_tool
 from .errors import AptError
-from .gpg import gpg_env, require_tool, temp_home
+from .gpg import gpg_env, temp_home
 from .packages import PackageRecord, sort_records, write_packages
 from .release import Release, parse_date, release_dir
 
@@ -145,7 +146,7 @@ def release_text(meta: ReleaseMeta, archs: Sequence[str], comps: Sequence[str], 
 
 def key_times(signer: Signer) -> tuple[str, int]:
     """(fingerprint, latest creation time among the key and its subkeys)."""
-    gpg = require_tool("gpg", "gpg", "needed to sign apt Release files")
+    gpg = require_tool("gpg", "needed to sign apt Release files")
     with temp_home(signer.gnupg_home) as home:
         res = subprocess.run([gpg, "--batch", "--with-colons", "--list-secret-keys", "--", signer.key_id],
                              env=gpg_env(home), capture_output=True, text=True, check=False)  # fmt: skip
@@ -167,7 +168,7 @@ def signing_time(date: str, signer: Signer) -> int:
 
 def sign(release: bytes, signer: Signer, when: int) -> tuple[bytes, bytes]:
     """(InRelease clearsigned, Release.gpg detached armored), both made "at" ``when``."""
-    gpg = require_tool("gpg", "gpg", "needed to sign apt Release files")
+    gpg = require_tool("gpg", "needed to sign apt Release files")
     with temp_home(signer.gnupg_home) as home:
         env = gpg_env(home)
         (home / "Release").write_bytes(release)
@@ -209,7 +210,7 @@ def signature_time(gpg: str, path: Path, env: dict[str, str]) -> int | None:
 
 def public_key(signer: Signer, armor: bool = False) -> bytes:
     """The signing key's public part: binary (what apt's ``Signed-By`` file wants) or armored."""
-    gpg = require_tool("gpg", "gpg", "needed to export the apt signing key")
+    gpg = require_tool("gpg", "needed to export the apt signing key")
     with temp_home(signer.gnupg_home) as home:
         cmd = [gpg, "--batch", "--export", *(["--armor"] if armor else []), "--", signer.key_id]
         res = subprocess.run(cmd, env=gpg_env(home), capture_output=True, check=False)

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 
 from debian.deb822 import Release as Deb822Release
 
+from ...tools import require_tool
 from .errors import AptError, SignatureError
-from .gpg import KeySource, binary_keyrings, gpg_env, require_tool, temp_home
+from .gpg import KeySource, binary_keyrings, gpg_env, temp_home
 
 HASH_FIELDS = {"MD5Sum", "SHA1", "SHA256", "SHA512"}
 WEAK_HASHES = {"1": "MD5", "2": "SHA-1", "3": "RIPEMD-160"}
@@ -140,7 +141,7 @@ def verify_release(release: bytes, signature: bytes, keys: KeySource | Sequence[
 
 
 def _gpgv(keys: KeySource | Sequence[KeySource], sig: bytes, data: bytes | None, what: str) -> tuple[bytes, str]:
-    gpgv = require_tool("gpgv", "gpgv", "needed to verify apt Release signatures")
+    gpgv = require_tool("gpgv", "needed to verify apt Release signatures")
     with temp_home() as home:
         keyrings = binary_keyrings(keys, home)
         (home / "sig").write_bytes(sig)
