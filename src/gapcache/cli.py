@@ -401,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_serve_options(sv)
     cli_site.add_lock_option(sv)
+    cli_site.add_verify_option(sv)  # with --archive: refuse it unless signed by PUB
     sv.set_defaults(func=cmd_serve)
 
     mi = _command(

@@ -66,6 +66,16 @@ def site_serve_config(args: argparse.Namespace, config: Any) -> Any:
         raise UsageError("--tls auto makes its own certificate: give either it or --tls-cert/--tls-key")
     if bool(cert) != bool(key):
         raise UsageError("--tls-cert and --tls-key go together")
+    keys = [Path(k) for k in getattr(args, "verify_key", None) or []]
+    if keys and config.archive:  # `serve --archive`: no load checked it, so check it here
+        from .archive import read_head, resolve_parts
+        from .signing import check, trusted_keys
+
+        first = resolve_parts(config.archive)[0]
+        head = read_head(first)
+        check(str(first), head.lock_bytes, head.signature, trusted_keys(None, keys))
+    elif keys and getattr(args, "command", "") == "serve":
+        raise UsageError("--verify-key on serve is for --archive; a root's archives were checked by `load`")
     changes: dict[str, Any] = {"lock": lock}
     if cert and key:
         tls.server_context(Path(cert), Path(key))  # refuse a bad pair before binding anything

@@ -249,3 +249,17 @@ def test_misses_become_a_delta_that_validates_and_closes_them(tmp_path: Path, up
         assert get(f"http://127.0.0.1:{port}/{host}/misses/kubectl") == (200, b"kubectl\n")
     later = parse_manifest(gapcache("misses", "--root", root).stdout, "later.yaml")
     assert later.files == []  # what the new lock holds is no longer a miss
+
+
+def test_serve_archive_in_place_checks_the_signature(
+    tmp_path: Path, signed: Path, unsigned: Path, keys: dict[str, tuple[Path, Path]]
+) -> None:
+    """`serve --archive` loads nothing, so `--verify-key` is checked when it starts."""
+    common = ["--bind", "127.0.0.1", "--port", "registry=0", "--port", "repos=0", "--port", "charts=0",
+              "--port", "pypi=0", "--port", "files=0"]  # fmt: skip
+    for archive, key, why in ((unsigned, "site", "not signed"), (signed, "other", "not trusted here")):
+        res = gapcache("serve", "--archive", archive, "--verify-key", keys[key][1], *common, timeout=60)
+        assert res.returncode == 1 and why in res.stderr, res.stderr
+    with serving(signed, "--verify-key", str(keys["site"][1])) as (_, port):
+        status, body = get(f"http://127.0.0.1:{port}/dl/shared")
+        assert status == 200 and body == V1["dl/shared"]
