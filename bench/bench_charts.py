@@ -47,7 +47,7 @@ def chart_tgz(name: str, version: str) -> bytes:
 def prepare(work: Path, charts: int, versions: int) -> tuple[Path, float]:
     import helm_python as helm
 
-    from chartrepo import serve_dir
+    from helpers import serve_dir
 
     repo = work / "upstream"
     repo.mkdir(parents=True, exist_ok=True)

@@ -58,8 +58,9 @@ def yum_repo(www: Path) -> None:
 
 def build(work: Path) -> None:
     """The mirror, loaded at work/root (built once; delete bench/out/requests to rebuild)."""
+    from helpers import serve_dir
     from registry import docker_registry, layer, write_image
-    from reviewkit import serve_dir, wheel, wheel_name, write_index
+    from reviewkit import wheel, wheel_name, write_index
 
     if (work / "root/current").exists():
         return

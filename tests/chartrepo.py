@@ -16,9 +16,6 @@ does), so ``app`` is archived with ``Chart.save`` (the same archive writer, with
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +23,8 @@ from typing import Any
 
 import helm_python as helm
 import yaml
+
+from helpers import serve_dir
 
 WEB_SIDECAR = "docker.io/library/busybox:1.36"
 IMAGES_TEMPLATE = """\
@@ -161,26 +160,6 @@ class Repo:
     def index(self) -> dict[str, Any]:
         """(Re)write index.yaml with the SDK (relative URLs, as most repos publish)."""
         return helm.repo_index_generate(self.root)
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve_dir(root: Path) -> Iterator[str]:
-    """A static HTTP server for ``root`` on 127.0.0.1 (free port); yields its base URL."""
-    root.mkdir(parents=True, exist_ok=True)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @dataclass

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import http.server
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from gapcache.build import BuildOptions, BuildResult, build
 from gapcache.manifest import parse_manifest
@@ -37,3 +43,24 @@ def build_local(
 
 def random_bytes(n: int, seed: int = 0) -> bytes:
     return os.urandom(n) if seed == 0 else bytes((i * seed + i // 7) % 251 for i in range(n))
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_dir(root: Path) -> Iterator[str]:
+    """A static HTTP server for ``root`` on 127.0.0.1 (free port); yields its base URL (used by the chart
+    repo and index fixtures)."""
+    root.mkdir(parents=True, exist_ok=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

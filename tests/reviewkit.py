@@ -4,18 +4,13 @@ annotations and labels, and the SBOM schema validators (tests/data/sbom)."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gzip
 import hashlib
-import http.server
 import io
 import json
 import struct
 import tarfile
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,25 +81,6 @@ def write_index(root: Path, dists: dict[str, bytes]) -> None:
         page = root / "simple" / project / "index.html"
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text("<!DOCTYPE html><html><body>\n" + "\n".join(anchors) + "\n</body></html>\n")
-
-
-@contextlib.contextmanager
-def serve_dir(root: Path) -> Iterator[str]:
-    """A static HTTP server on 127.0.0.1 for ``root`` (index.html for directories); yields its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 # ---- RPM ------------------------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ import pytest
 from conftest import UpstreamHandle, gapcache
 from gapcache.inventory import inventory, render
 from gapcache.lock import Lock, read_lock
+from helpers import serve_dir
 from registry import docker_registry
-from reviewkit import labelled_image, serve_dir, validate_cyclonedx, validate_spdx, wheel, wheel_name, write_index
+from reviewkit import labelled_image, validate_cyclonedx, validate_spdx, wheel, wheel_name, write_index
 
 pytestmark = pytest.mark.slow
 

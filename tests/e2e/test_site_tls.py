@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import UpstreamHandle, cli_env, free_port, gapcache, wait_port
+from helpers import serve_dir
 from registry import docker_registry, layer, write_image
-from reviewkit import serve_dir, wheel, wheel_name, write_index
+from reviewkit import wheel, wheel_name, write_index
 from sitekit import get
 
 pytestmark = pytest.mark.slow

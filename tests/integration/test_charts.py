@@ -18,13 +18,14 @@ import helm_python as helm
 import pytest
 import yaml
 
-from chartrepo import ChartRepos, chart_repos, serve_dir
+from chartrepo import ChartRepos, chart_repos
 from conftest import gapcache, serving
 from gapcache.build import BuildOptions, BuildResult, build, plan
 from gapcache.errors import ManifestError
 from gapcache.lock import Lock
 from gapcache.manifest import parse_manifest
 from gapcache.root import Root
+from helpers import serve_dir
 
 PROV = b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n(a provenance file)\n"
 

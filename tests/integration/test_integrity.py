@@ -308,11 +308,8 @@ def test_refused_load_leaves_no_tmp_and_no_root(tmp_path: Path, built: Path, mon
     assert list((tmp_path / "existing").iterdir()) == []
 
 
-def test_load_failing_to_write_the_lock_leaves_no_blob(
-    tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    root_dir = tmp_path / "root"
-    root_dir.mkdir()
+def _fail_lock_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing a lock file into the root fails (an I/O error after the blobs were published)."""
     import gapcache.root as root_mod
     from gapcache.store import atomic_write as real
 
@@ -322,6 +319,14 @@ def test_load_failing_to_write_the_lock_leaves_no_blob(
         real(path, data, mode)
 
     monkeypatch.setattr(root_mod, "atomic_write", failing)
+
+
+def test_load_failing_to_write_the_lock_leaves_no_blob(
+    tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root_dir = tmp_path / "root"
+    root_dir.mkdir()
+    _fail_lock_writes(monkeypatch)
     with pytest.raises(OSError):
         Root(root_dir).load([built])
     assert [str(p.relative_to(root_dir)) for p in root_dir.rglob("*")] == []  # exactly as it was: empty
@@ -334,9 +339,7 @@ def test_a_failed_load_keeps_blobs_another_lock_in_the_root_needs(
     other (already written) lock needs."""
     import json as _json
 
-    import gapcache.root as root_mod
     from gapcache.archive import read_head
-    from gapcache.store import atomic_write as real
 
     root_dir = tmp_path / "root"
     (root_dir / "locks").mkdir(parents=True)
@@ -347,12 +350,7 @@ def test_a_failed_load_keeps_blobs_another_lock_in_the_root_needs(
          "media_type": "application/octet-stream"}]}]}  # fmt: skip
     (root_dir / "locks" / ("0" * 64 + ".json")).write_text(_json.dumps(other))  # the other load's lock
 
-    def failing(path: Path, data: bytes, mode: int = 0o644) -> None:
-        if path.parent.name == "locks":
-            raise OSError(5, "Input/output error")
-        real(path, data, mode)
-
-    monkeypatch.setattr(root_mod, "atomic_write", failing)
+    _fail_lock_writes(monkeypatch)
     with pytest.raises(OSError):
         Root(root_dir).load([built])
     left = {p.name for p in (root_dir / "blobs" / "sha256").iterdir()}

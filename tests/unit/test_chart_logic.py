@@ -17,7 +17,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from chartrepo import ChartRepos, chart_repos, serve_dir, web_images
+from chartrepo import ChartRepos, chart_repos, web_images
 from gapcache.errors import UnsafeMember
 from gapcache.kinds.chart.chartfile import Dependency, InvalidChart, dependency_enabled, read_chart
 from gapcache.kinds.chart.discover import discover_images, render_images, values_images
@@ -32,6 +32,7 @@ from gapcache.kinds.chart.index import (
     resolve_url,
 )
 from gapcache.kinds.chart.semver import SemverError, best_match, matches, parse_version, sort_versions
+from helpers import serve_dir
 
 # --- semver -----------------------------------------------------------------------------------
 
