@@ -35,22 +35,37 @@ def site_key_fingerprint() -> str:
     return next(r[9] for r in rows if r[0] == "fpr" and len(r) > 9)
 
 
+def short_tempdir() -> str:
+    """Where GnuPG homes go: the temporary directory (``--tmpdir``/TMPDIR) when an agent socket in
+    it fits in the 108 bytes a socket path may have, else /tmp."""
+    base = tempfile.gettempdir()
+    return base if len(base) <= 60 else "/tmp"  # noqa: S108 - only a base for mkdtemp (private, 0700)
+
+
 @contextlib.contextmanager
-def gnupg_home(source: Path | None, write_back: bool = False) -> Iterator[dict[str, str]]:
-    """Run gpg on a copy of ``source`` in a short temporary home (gpg-agent's socket path must fit
-    in 108 bytes, which a deep config directory does not); copy changes back when asked."""
-    tmp = Path(tempfile.mkdtemp(prefix="gcg.", dir="/tmp"))
+def temp_home(copy_from: Path | None = None, *, write_back: bool = False) -> Iterator[Path]:
+    """An isolated GnuPG home with a short path (:func:`short_tempdir`), optionally a copy of
+    ``copy_from`` (sockets and lock files left out), copied back when asked. Any agent started in
+    it is stopped at the end."""
+    ignore = shutil.ignore_patterns("S.*", "*.lock")
+    tmp = Path(tempfile.mkdtemp(prefix="gcg.", dir=short_tempdir()))
     try:
-        if source is not None and source.is_dir():
-            shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("S.*"))
+        if copy_from is not None and copy_from.is_dir():
+            shutil.copytree(copy_from, tmp, dirs_exist_ok=True, ignore=ignore)
         os.chmod(tmp, 0o700)
-        env = {**os.environ, "GNUPGHOME": str(tmp)}
-        yield env
-        if write_back and source is not None:
-            source.mkdir(parents=True, exist_ok=True, mode=0o700)
-            shutil.copytree(tmp, source, dirs_exist_ok=True, ignore=shutil.ignore_patterns("S.*"))
+        yield tmp
+        if write_back and copy_from is not None:
+            copy_from.mkdir(parents=True, exist_ok=True, mode=0o700)
+            shutil.copytree(tmp, copy_from, dirs_exist_ok=True, ignore=ignore)
     finally:
         if shutil.which("gpgconf"):
             subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME": str(tmp)},
                            capture_output=True, check=False)  # fmt: skip
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def gnupg_home(source: Path | None, write_back: bool = False) -> Iterator[dict[str, str]]:
+    """The environment to run gpg in a :func:`temp_home` copy of ``source``."""
+    with temp_home(source, write_back=write_back) as home:
+        yield {**os.environ, "GNUPGHOME": str(home)}

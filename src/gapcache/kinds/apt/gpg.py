@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from gapcache.gpg import temp_home as gpg_temp_home
 from gapcache.tools import require_tool
 
 from .errors import AptError
@@ -21,20 +20,11 @@ ARMOR_BLOCK = re.compile(rb"-----BEGIN PGP PUBLIC KEY BLOCK-----.*?-----END PGP 
 
 @contextlib.contextmanager
 def temp_home(copy_from: Path | None = None) -> Iterator[Path]:
-    """An isolated GnuPG home under /tmp (gpg-agent's socket path must fit in 108 bytes), optionally
-    a copy of ``copy_from`` (sockets left out). Any agent started in it is stopped at the end."""
-    home = Path(tempfile.mkdtemp(prefix="gcapt.", dir="/tmp"))
-    try:
-        if copy_from is not None:
-            if not copy_from.is_dir():
-                raise AptError(f"{copy_from}: GnuPG home not found")
-            shutil.copytree(copy_from, home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("S.*", "*.lock"))
-        os.chmod(home, 0o700)
+    """An isolated GnuPG home (:func:`gapcache.gpg.temp_home`), optionally a copy of ``copy_from``."""
+    if copy_from is not None and not copy_from.is_dir():
+        raise AptError(f"{copy_from}: GnuPG home not found")
+    with gpg_temp_home(copy_from) as home:
         yield home
-    finally:
-        if shutil.which("gpgconf"):
-            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(home), capture_output=True, check=False)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def gpg_env(home: Path) -> dict[str, str]:
