@@ -11,7 +11,9 @@
 - a blob already in the store is never downloaded again; for URLs without a pinned digest the
   last ETag/Last-Modified is kept so a re-run asks with ``If-None-Match``/``If-Modified-Since``;
 - credentials through one hook (:class:`Auth`): headers for a URL, and a chance to answer a 401
-  challenge (registries' bearer tokens) before the request is tried again.
+  challenge (registries' bearer tokens) before the request is tried again;
+- client TLS per URL prefix (:class:`~gapcache.clienttls.ClientTls`, ``client_tls``): a client
+  certificate and CA for every request under a registered prefix; a refused certificate fails at once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from urllib.request import url2pathname
 import aiohttp
 
 from .auth import Auth, answer_401
+from .clienttls import ClientTls
 from .errors import DigestMismatch, DiskFull, FetchError, HTTPStatusError
 from .fileurl import read_if_file
 from .httpmeta import content_range_start, describe_error, parse_retry_after
@@ -102,8 +105,10 @@ class Downloader:
         read_only: bool = False,
         lock_wait: float = 3600.0,
         upstreams: Mapping[str, str] | None = None,
+        client_tls: ClientTls | None = None,
     ) -> None:
         self.store = store
+        self.client_tls = client_tls if client_tls is not None else ClientTls()  # kinds may add prefixes
         self._url = rewriter(upstreams)  # DESIGN "Upstreams": where a request goes; names and auth keep the URL
         self.read_only = read_only  # metadata only (a plan): nothing is written into the store
         self.lock_wait = lock_wait  # how long to wait for another build's download of the same blob
@@ -192,7 +197,8 @@ class Downloader:
             return Path(url2pathname(urlsplit(self._url(url)).path)).stat().st_size
 
         async def once() -> int | None:
-            async with self.session.head(self._url(url), headers=self._headers(url), allow_redirects=True) as resp:
+            hdrs, ssl = self._headers(url), self.client_tls.context(url)
+            async with self.session.head(self._url(url), headers=hdrs, allow_redirects=True, ssl=ssl) as resp:
                 self._raise_for_status(url, resp)
                 return resp.content_length
 
@@ -210,7 +216,8 @@ class Downloader:
 
         async def once() -> tuple[bytes, dict[str, str]]:
             nonlocal challenged
-            async with self.session.get(self._url(url), headers={**self._headers(url), **(headers or {})}) as resp:
+            hdrs, ssl = {**self._headers(url), **(headers or {})}, self.client_tls.context(url)
+            async with self.session.get(self._url(url), headers=hdrs, ssl=ssl) as resp:
                 if resp.status == 401:
                     was, challenged = challenged, True
                     await self._answer_401(url, resp, was)
@@ -242,6 +249,8 @@ class Downloader:
                     failures += 1
                 await self._wait(url, max(failures, 1), exc)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+                if (fatal := self.client_tls.fatal(url, exc)) is not None:
+                    raise fatal from exc
                 failures += 1
                 await self._wait(url, failures, _Transient(describe_error(exc)))
             except aiohttp.InvalidURL as exc:
@@ -376,9 +385,9 @@ class Downloader:
             headers["Range"] = f"bytes={offset}-"
             if validator:  # the rest only if the resource is still the one we started (else a 200)
                 headers["If-Range"] = validator
-        got = 0
+        got, ssl = 0, self.client_tls.context(job.url)
         try:
-            async with self.session.get(self._url(job.url), headers=headers) as resp:
+            async with self.session.get(self._url(job.url), headers=headers, ssl=ssl) as resp:
                 if resp.status == 401:
                     self._challenged[job.url] = self._challenged.get(job.url, 0) + 1
                     await self._answer_401(job.url, resp, challenged)
@@ -416,6 +425,8 @@ class Downloader:
                             raise FetchError(job.url, f"upstream sent more than the expected {limit} bytes")
                 return await self._complete(job, partial, h, offset + got, resp), got
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
+            if (fatal := self.client_tls.fatal(job.url, exc)) is not None:
+                raise fatal from exc
             raise _Transient(describe_error(exc), progressed=got > 0, got=got) from exc
         except aiohttp.ClientError as exc:  # e.g. a response that is not HTTP
             _drop_partial(partial)

@@ -206,6 +206,14 @@ def parse_manifest(text: str, source: str = "<manifest>", base_dir: Path | None 
         elif apt_repo.id in apt_ids:
             problems.append(f"{dup} apt[{apt_ids[apt_repo.id]}]")
         apt_ids.setdefault(apt_repo.id, i)
+    yum = []
+    for i, repo in enumerate(manifest.yum):  # relative sslclientcert/key/cacert: from the manifest's folder
+        try:
+            yum.append(repo.with_base_dir(base_dir or Path.cwd()))
+        except ValueError as exc:
+            problems.append(f"{source}:{lines.get(('yum', i), 1)}: yum[{i}]: {exc}")
+            yum.append(repo)
+    manifest = manifest.model_copy(update={"yum": yum})
     if manifest.python is not None and manifest.python.requirements_files:
         resolved = []
         for i, name in enumerate(manifest.python.requirements_files):

@@ -13,8 +13,16 @@ Manifest section::
       - id: rhel9-baseos
         baseurl: file:///mnt/rhel9/BaseOS    # a mounted RHEL ISO (http(s):// too)
         mirror: false                   # its metadata for the closure only: not in the archive
+      - id: rhel-9-appstream
+        baseurl: https://cdn.redhat.example/content/dist/rhel9/9/x86_64/appstream/os
+        sslclientcert: /etc/pki/entitlement/1234.pem      # dnf's options: the entitlement
+        sslclientkey: /etc/pki/entitlement/1234-key.pem
+        sslcacert: /etc/rhsm/ca/redhat-uep.pem
 
-Verification: ``repomd.xml`` (and its ``.asc`` signature, checked with the repo's keys when
+TLS: a repo's ``sslclientcert``/``sslclientkey``/``sslcacert``/``sslverify`` apply to every request
+under its baseurl (or mirrorlist, metalink and the mirrors they name) and to its gpgkey URLs on the
+same host (:mod:`gapcache.clienttls`); they are never written into the ``.repo`` files the mirror
+serves. Verification: ``repomd.xml`` (and its ``.asc`` signature, checked with the repo's keys when
 present) → each metadata file by its checksum → each package by the checksum in primary.
 A full mirror keeps the upstream metadata byte-exact. A subset is closed under dependencies by
 libsolv (``solv``, dnf's own solver) and gets new repodata from createrepo_c at build time, its
@@ -29,9 +37,11 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ...blobs import BlobIndex, Handler
-from ...errors import GapcacheError, HTTPStatusError
+from ...clienttls import ClientTls, TlsClient
+from ...errors import GapcacheError, HTTPStatusError, UsageError
 from ...lock import Artifact, Item
 from ...manifest.yum import YumRepo
 from ...names import logical_path_error
@@ -71,7 +81,71 @@ async def candidate_baseurls(repo: YumRepo, ctx: ResolveContext) -> list[str]:
         ]
     if not urls:
         raise GapcacheError(f"{repo.id}: the {'mirrorlist' if repo.mirrorlist else 'metalink'} names no mirror")
+    tls = tls_client(repo)
+    if tls is not None:  # the mirrors the list names get the repo's certificate too
+        for u in urls:
+            ctx.downloader.client_tls.add(u.rstrip("/") + "/", tls, exclusive=False)
     return [u.rstrip("/") + "/" for u in urls]
+
+
+def tls_client(repo: YumRepo) -> TlsClient | None:
+    """The repo's TLS settings for the downloader (None: it has none)."""
+    if not repo.tls_files() and repo.sslverify:
+        return None
+    return TlsClient(f"yum repo {repo.id}", repo.sslclientcert, repo.sslclientkey, repo.sslcacert, repo.sslverify)
+
+
+def register_tls(repos: list[YumRepo], client_tls: ClientTls) -> list[YumRepo]:
+    """Give the downloader each repo's TLS settings for its URL prefixes (baseurl, mirrorlist,
+    metalink; gpgkey URLs on those hosts); returns the repos with relative TLS paths made absolute
+    (from the current directory: a manifest read from a file has them from its folder already).
+    Files that do not make a client context are a UsageError naming the repo (exit 2)."""
+    out = []
+    for repo in repos:
+        try:
+            repo = repo.with_base_dir(Path.cwd())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        out.append(repo)
+        tls = tls_client(repo)
+        if tls is None:
+            continue
+        sources = [u for u in (repo.baseurl, repo.mirrorlist, repo.metalink) if u]
+        for url in sources:
+            client_tls.add(url.rstrip("/") + "/" if url == repo.baseurl else url, tls)
+        hosts = {urlsplit(u).netloc.lower() for u in sources}
+        for key in repo.gpgkey:
+            if urlsplit(key).netloc.lower() in hosts:
+                client_tls.add(key, tls, exclusive=False)
+    return out
+
+
+def register_locked_tls(items: list[Item], client_tls: ClientTls) -> None:
+    """``build --locked``: each yum item's TLS settings (from its request) for the URLs it fetches."""
+    for item in items:
+        if item.kind != "rpm" or not any(k.startswith("ssl") for k in item.request):
+            continue
+        try:
+            repo = YumRepo.model_validate(item.request)
+        except ValueError as exc:
+            raise UsageError(f"{item.name}: {exc}") from exc
+        tls = tls_client(repo)
+        if tls is not None:
+            for art in item.artifacts:
+                if art.source.startswith(("http://", "https://")):
+                    client_tls.add(art.source, tls, exclusive=False)
+
+
+def _refused_hint(repo: YumRepo, exc: GapcacheError) -> str:
+    """What a 400/403 from an https upstream most likely means for this repo."""
+    if not (isinstance(exc, HTTPStatusError) and exc.status in (400, 403) and exc.url.startswith("https://")):
+        return ""
+    if repo.sslclientcert:
+        return (
+            f" (the server refused the client certificate sslclientcert {repo.sslclientcert}: not one it "
+            "accepts, or not entitled to this repo)"
+        )
+    return " (does this repo need a client certificate? Red Hat's CDN does: set sslclientcert and sslclientkey)"
 
 
 async def fetch_repo_meta(repo: YumRepo, ctx: ResolveContext) -> RepoMeta:
@@ -83,7 +157,7 @@ async def fetch_repo_meta(repo: YumRepo, ctx: ResolveContext) -> RepoMeta:
             repomd = await dl.get_bytes(base + "repodata/repomd.xml", max_size=16 << 20)
             break
         except GapcacheError as exc:
-            errors.append(str(exc))
+            errors.append(str(exc) + _refused_hint(repo, exc))
     else:
         raise GapcacheError(f"{repo.id}: no mirror answered: {'; '.join(errors)}")
     keys = []
@@ -131,6 +205,7 @@ class RpmKind:
     listener = "repos"
 
     async def resolve(self, section: list[YumRepo], ctx: ResolveContext) -> list[Item]:
+        section = register_tls(section, ctx.downloader.client_tls)  # before any request; exit 2 if bad
         metas: dict[str, RepoMeta] = {}
         for repo in section:
             meta = await ctx.attempt(self.name, repo.id, fetch_repo_meta(repo, ctx))
@@ -197,6 +272,8 @@ class RpmKind:
             "signed": repo.mode == "packages" or meta.signature is not None,
         }  # fmt: skip
         request = repo.model_dump(exclude_none=True)
+        if repo.sslverify:
+            del request["sslverify"]  # the default: locks of repos without TLS options keep their bytes
         return Item(kind=self.name, name=repo.id, request=request, resolved=resolved, artifacts=arts)
 
     def publish(self, items: list[Item], store: Store) -> list[Item]:
