@@ -28,5 +28,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 # pip's own configuration (index, proxies) applies; the project pins its versions in pyproject.toml
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[build,dev]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/gapcache --version

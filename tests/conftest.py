@@ -17,6 +17,10 @@ from typing import Any
 import pytest
 
 TESTS = Path(__file__).parent
+# `gapcache build` carries gapcache itself (wheels from PyPI) by default; the suite's builds do not,
+# except tests about it, which ask with --bootstrap-python/--bootstrap-platform (tests/e2e/test_bootstrap.py).
+# Set here, so every subprocess (the CLI helper, direct Popen calls, shell scripts) inherits it.
+os.environ.setdefault("GAPCACHE_BOOTSTRAP", "0")
 
 
 def sha256(data: bytes) -> str:

@@ -13,6 +13,7 @@ from .auth import Auth
 from .errors import DiskFull, EnvironmentProblem, Failure, describe
 from .fetch import Downloader, FetchJob
 from .kinds import KINDS, ResolveContext
+from .kinds.bootstrap import BootstrapOptions
 from .lock import GENERATED, Artifact, Item, Lock
 from .manifest import Manifest
 from .progress import NullProgress, Progress
@@ -40,6 +41,8 @@ class BuildOptions:
     auth: Auth | None = field(default_factory=_default_auth)
     upstreams: dict[str, str] = field(default_factory=dict)  # --upstream HOST=URL (over the manifest's)
     sign_key: Path | None = None  # --sign: ed25519 private key (signing.py)
+    # gapcache itself for the offline host (kinds/bootstrap): off in the library, on in `gapcache build`
+    bootstrap: BootstrapOptions | None = None
 
 
 @dataclass
@@ -59,9 +62,10 @@ class BuildResult:
 
 
 async def resolve(
-    manifest: Manifest, downloader: Downloader, *, probe_sizes: bool = False
+    manifest: Manifest, downloader: Downloader, *, probe_sizes: bool = False, bootstrap: BootstrapOptions | None = None
 ) -> tuple[list[Item], list[Failure], dict[str, bytes]]:
     """Every kind resolves its own section; an item that cannot be resolved is reported, not fatal.
+    The bootstrap kind's "section" is ``bootstrap`` (build options, not the manifest).
 
     Returns the items, the failures and the metadata the kinds kept (by digest): nothing is written
     into the store here, so a plan leaves it untouched.
@@ -70,7 +74,8 @@ async def resolve(
         ctx = ResolveContext(downloader=downloader, scratch=Path(scratch), probe_sizes=probe_sizes)
         items: list[Item] = []
         for kind in KINDS.values():
-            items += await kind.resolve(manifest.section(kind.name), ctx)
+            section = bootstrap if kind.name == "bootstrap" else manifest.section(kind.name)
+            items += await kind.resolve(section, ctx)
     return items, ctx.failures, ctx.kept
 
 
@@ -85,7 +90,7 @@ async def plan(manifest: Manifest, opts: BuildOptions) -> BuildResult:
         read_only=True,
         upstreams={**manifest.upstreams, **opts.upstreams},
     ) as dl:
-        items, failures, _ = await resolve(manifest, dl, probe_sizes=True)
+        items, failures, _ = await resolve(manifest, dl, probe_sizes=True, bootstrap=opts.bootstrap)
     lacking = missing_platforms(items)
     if opts.strict_platforms:
         failures += lacking
@@ -107,9 +112,12 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
     ) as dl:
         if locked is not None:
             items, failures = list(locked.items), list[Failure]()
+            from .kinds.rpm import register_locked_tls
+
+            register_locked_tls(items, dl.client_tls)  # the entitlement certificates the lock names
         else:
             assert manifest is not None
-            items, failures, kept = await resolve(manifest, dl)
+            items, failures, kept = await resolve(manifest, dl, bootstrap=opts.bootstrap)
             for data in kept.values():
                 store.put_bytes(data)
         missing = {

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__, cli_inventory, cli_profile, cli_sets, cli_site, cli_vars
 from .cli_args import _err, _print, _run, count, default_store, parse_size, positive_int
-from .cli_build import _registry_auth, cmd_build
+from .cli_build import _registry_auth, add_bootstrap_options, cmd_build
 from .errors import GapcacheError, UsageError, human_bytes
 from .names import FILES_PREFIX
 
@@ -340,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict-platforms", action="store_true", help="fail when an image lacks a requested platform (else a warning)"
     )
     cli_site.add_sign_option(b)
+    add_bootstrap_options(b)
     _add_auth_option(b, "registry credentials")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     b.set_defaults(func=cmd_build)

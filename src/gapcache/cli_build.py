@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,52 @@ def _registry_auth(values: list[str]) -> Any:
         return RegistryAuth(extra=dict(parse_auth_option(v) for v in values))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+BOOTSTRAP_ENV = "GAPCACHE_BOOTSTRAP"  # "0"/"off"/"no": `gapcache build` bootstraps nothing unless asked
+
+
+def add_bootstrap_options(p: argparse.ArgumentParser) -> None:
+    """``--bootstrap-python``, ``--bootstrap-platform``, ``--no-bootstrap`` (kinds/bootstrap)."""
+    p.add_argument(
+        "--bootstrap-python",
+        metavar="LIST",
+        help="Python versions of the offline hosts gapcache itself is carried for (default 3.10,3.11,3.12: "
+        "Ubuntu 22.04, RHEL 9's python3.11, Ubuntu 24.04)",
+    )
+    p.add_argument(
+        "--bootstrap-platform", metavar="LIST", help="their CPUs (default x86_64,aarch64; manylinux_2_34 wheels)"
+    )
+    p.add_argument(
+        "--no-bootstrap",
+        action="store_true",
+        help=f"carry no gapcache wheels nor install.sh (also {BOOTSTRAP_ENV}=0 unless a --bootstrap-* option is given)",
+    )
+
+
+def bootstrap_options(args: argparse.Namespace) -> Any:
+    """The build's BootstrapOptions, or None: on by default, off with --no-bootstrap, or with
+    GAPCACHE_BOOTSTRAP=0 unless --bootstrap-python/--bootstrap-platform ask for it."""
+    from pydantic import ValidationError
+
+    from .kinds.bootstrap import BootstrapOptions
+
+    pythons, platforms = getattr(args, "bootstrap_python", None), getattr(args, "bootstrap_platform", None)
+    if getattr(args, "no_bootstrap", False):
+        if pythons or platforms:
+            raise UsageError("--no-bootstrap and --bootstrap-python/--bootstrap-platform contradict each other")
+        return None
+    if not (pythons or platforms) and os.environ.get(BOOTSTRAP_ENV, "").lower() in ("0", "off", "no", "false"):
+        return None
+    given: dict[str, Any] = {}
+    if pythons:
+        given["pythons"] = [v.strip() for v in pythons.split(",") if v.strip()]
+    if platforms:
+        given["platforms"] = [v.strip() for v in platforms.split(",") if v.strip()]
+    try:
+        return BootstrapOptions(**given)
+    except ValidationError as exc:
+        raise UsageError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from exc
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -47,6 +94,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         compress=args.compress,
         progress=make_progress(args.quiet or args.json),
         sign_key=Path(args.sign) if getattr(args, "sign", None) else None,
+        bootstrap=None if locked is not None else bootstrap_options(args),  # --locked: the lock says
     )
     if args.plan:
         if manifest is None:
@@ -93,6 +141,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                     "items": len(result.items),
                     "bytes_downloaded": result.transferred,
                     "warnings": result.warnings,
+                    "bootstrap": _bootstrap_json(result.items, result.packed.installer if result.packed else None),
                 },
                 indent=1,
             )
@@ -105,6 +154,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         _err(f"wrote {result.lock_path}")
         if opts.sign_key is not None:
             _err(f"signed with {opts.sign_key} ({result.signer})")
+        _err(_bootstrap_line(result.items, result.packed.parts[0], result.packed.installer))
         _err(
             f"{len(result.items)} item(s), {result.packed.blobs} blob(s), "
             f"{human_bytes(result.packed.blob_bytes)}; downloaded {human_bytes(result.transferred)}"
@@ -116,6 +166,26 @@ def cmd_build(args: argparse.Namespace) -> int:
                 _err(f"  {f.item}: {f.reason}")
         return 1
     return 0
+
+
+def _bootstrap_line(items: list[Any], first: Path, installer: Path | None) -> str:
+    from .kinds.bootstrap import summary
+
+    boot = [i for i in items if i.kind == "bootstrap"]
+    if not boot:
+        return "bootstrap: none (--no-bootstrap): the offline host needs gapcache installed already"
+    how = f"sh {installer} {first}" if installer else f"tar -xf {first} install.sh && sh install.sh {first}"
+    return f"bootstrap: {summary(boot[0])}; on the offline host: {how}"
+
+
+def _bootstrap_json(items: list[Any], installer: Path | None) -> dict[str, Any] | None:
+    boot = [i for i in items if i.kind == "bootstrap"]
+    if not boot:
+        return None
+    r = boot[0].resolved
+    wheels = sum(1 for a in boot[0].artifacts if a.path.endswith(".whl"))
+    return {"version": r.get("version"), "targets": r.get("targets"), "wheels": wheels,
+            "installer": str(installer) if installer else None}  # fmt: skip
 
 
 # ---- ls / verify -------------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ from pathlib import Path
 from .errors import EnvironmentProblem
 from .store import check_space
 
-# what a stage needs at least: repository metadata decompressed (a full OS's primary.xml and
-# Packages files run to a few hundred MiB), a createrepo_c run, a git clone
-SCRATCH_FLOOR = 512 << 20
+# what a stage needs at least: small manifests need little; a full OS repository's decompressed
+# metadata takes a few hundred MiB more (a stage that knows its size asks for it)
+SCRATCH_FLOOR = 64 << 20
 
 
 def use_tmpdir(path: Path | str | None) -> Path:

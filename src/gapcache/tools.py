@@ -6,9 +6,11 @@ install; a tool that fails is a :class:`GapcacheError` carrying the last lines i
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 
 from .errors import EnvironmentProblem, GapcacheError
 
@@ -50,3 +52,14 @@ def run_tool(
         tail = " ".join(res.stderr.decode(errors="replace").strip().splitlines()[-3:])
         raise GapcacheError(f"{what}: {cmd[0]} failed (exit {res.returncode}){': ' + tail if tail else ''}")
     return res
+
+
+def build_extra(module: str, package: str, why: str) -> ModuleType:
+    """Import a build-only dependency (gapcache's ``build`` extra: uv, solv, Helm); the offline side
+    installs without them, so a missing one is an environment problem (exit 3) saying what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EnvironmentProblem(
+            f"{package} is not installed: {why} needs gapcache's build extra (pip install 'gapcache[build]')"
+        ) from exc

@@ -1,6 +1,10 @@
 """The archive: one POSIX (PAX) tar carrying the lock first, then every blob sorted by digest.
 
     gapcache.lock.json            (PAX header GAPCACHE.format=1; GAPCACHE.since=<sha256> if differential)
+    gapcache.lock.json.sig        when signed
+    install.sh, bootstrap/<file>  gapcache itself (kinds/bootstrap): lock artifacts under their own names,
+                                  first part only, not repeated as blobs; install.sh also beside a
+                                  compressed or split archive (ARCHIVE.install.sh)
     blobs/sha256/<hex>            sorted, each once
     …
 
@@ -11,7 +15,8 @@ whose first member is the same lock, and ``ARCHIVE.toc.json`` with every part's 
 ``--since OLD.lock`` leaves out blobs the far side already has. ``--compress zstd`` compresses
 the whole stream (multi-threaded).
 
-Reading refuses anything but the lock and ``blobs/sha256/<hex>`` regular files. The lock member's
+Reading refuses anything but the lock (and signature), the bootstrap files the lock lists (before the
+blobs; their bytes checked against the lock's digest) and ``blobs/sha256/<hex>`` regular files. The lock member's
 PAX header carries the lock's sha256 (``GAPCACHE.lock_sha256``), checked on every read; a TOC
 carries it too, with each part's size and sha256, all checked on load.
 """

@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..lock import Lock
 
 LOCK_MEMBER = "gapcache.lock.json"
 SIG_MEMBER = "gapcache.lock.json.sig"  # right after the lock when signed (signing.py)
@@ -23,6 +27,10 @@ PAX_KEYS = {
 }
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 BLOB_MEMBER = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
+# bootstrap members (kinds/bootstrap): artifacts of the lock stored under their own path, right after the
+# lock (and signature) in the first part, so `tar -xf ARCHIVE install.sh` and `bootstrap/` need no gapcache
+INSTALL_MEMBER = "install.sh"
+BOOTSTRAP_DIR = "bootstrap/"
 RECORD = 10240
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_LOCK_BYTES = 1 << 30
@@ -69,3 +77,23 @@ def toc_path(out: Path) -> Path:
 
 def lock_path_beside(out: Path) -> Path:
     return out.with_name(out.name + ".lock.json")
+
+
+def install_path_beside(out: Path) -> Path:
+    """``deepops.tar.zst`` → ``deepops.tar.zst.install.sh``: the installer written beside a compressed
+    or split archive (``tar -xf`` of a zstd stream needs zstd; a split archive's name is not a file)."""
+    return out.with_name(out.name + ".install.sh")
+
+
+def is_bootstrap_path(path: str) -> bool:
+    """An artifact path stored in the archive under its own name (``install.sh``, ``bootstrap/<file>``)."""
+    return path == INSTALL_MEMBER or (path.startswith(BOOTSTRAP_DIR) and "/" not in path[len(BOOTSTRAP_DIR) :])
+
+
+def bootstrap_members(lock: Lock) -> dict[str, tuple[str, int]]:
+    """``{member name: (digest, size)}`` of the lock's bootstrap artifacts, in archive order (install.sh first)."""
+    found: dict[str, tuple[str, int]] = {}
+    for a in lock.artifacts():
+        if is_bootstrap_path(a.path) and a.digest is not None and a.size is not None:
+            found[a.path] = (a.digest, a.size)
+    return dict(sorted(found.items(), key=lambda kv: (kv[0] != INSTALL_MEMBER, kv[0])))

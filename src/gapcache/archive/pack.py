@@ -21,12 +21,15 @@ from ..progress import NullProgress, Progress
 from ..store import CHUNK, Store, atomic_write, check_space, hash_file, remove_stale, try_lock
 from .format import (
     ARCHIVE_FORMAT,
+    INSTALL_MEMBER,
     LOCK_MEMBER,
     PAX_FORMAT,
     PAX_LOCK_SHA256,
     PAX_SINCE,
     RECORD,
     SIG_MEMBER,
+    bootstrap_members,
+    install_path_beside,
     member_overhead,
     part_name,
     tar_header,
@@ -120,6 +123,8 @@ class PackResult:
     blob_bytes: int
     archive_bytes: int = 0
     lock_bytes: bytes = b""
+    bootstrap: int = 0  # bootstrap members (install.sh, bootstrap/…) written under their own names
+    installer: Path | None = None  # install.sh written beside a compressed or split archive
 
 
 def pack(
@@ -134,14 +139,22 @@ def pack(
     signature: bytes | None = None,
 ) -> PackResult:
     """Write the archive for ``lock`` from ``store`` to ``out`` (all or nothing); ``signature`` (a
-    ``gapcache.lock.json.sig`` document) goes right after the lock in every part."""
+    ``gapcache.lock.json.sig`` document) goes right after the lock in every part.
+
+    Bootstrap artifacts (``install.sh``, ``bootstrap/<file>``) follow it in the first part under their
+    own names, once (not again as ``blobs/sha256/…``); a differential archive leaves out those the far
+    side has, like any blob."""
     progress = progress or NullProgress()
     lock_bytes = lock.to_bytes()
     blobs = lock.blobs()
+    boot = bootstrap_members(lock)
     if since is not None:
         have = set(since.blobs())
         blobs = {d: s for d, s in blobs.items() if d not in have}
-    for digest, size in blobs.items():
+        boot = {n: ds for n, ds in boot.items() if ds[0] not in have}
+    boot_digests = {d for d, _ in boot.values()}
+    blobs = {d: s for d, s in blobs.items() if d not in boot_digests}
+    for digest, size in [*blobs.items(), *boot.values()]:
         if not store.has(digest, size):
             raise ArchiveError(f"blob {digest} ({size} bytes) is not in the store {store.root}; build first")
     lock_pax = {PAX_FORMAT: str(ARCHIVE_FORMAT)}
@@ -152,7 +165,8 @@ def pack(
     lock_member = member_overhead(len(lock_bytes)) + 512
     if signature is not None:
         lock_member += member_overhead(len(signature))
-    estimate = sum(member_overhead(s) for s in blobs.values())
+    boot_cost = sum(member_overhead(s) for _, s in boot.values())
+    estimate = sum(member_overhead(s) for s in blobs.values()) + boot_cost
     n_parts_guess = 1 if not split_size else max(1, estimate // split_size + 1)
     needed = estimate + lock_member * n_parts_guess + RECORD * n_parts_guess
     if compress is None:
@@ -162,10 +176,10 @@ def pack(
 
     # Plan parts: whole blobs per part, each part a complete tar starting with the lock.
     plan: list[list[tuple[str, int]]] = [[]]
-    used = lock_member
+    used = lock_member + boot_cost
     for digest, size in blobs.items():
         cost = member_overhead(size)
-        if split_size and plan[-1] and used + cost > split_size:
+        if split_size and (plan[-1] or (len(plan) == 1 and boot)) and used + cost > split_size:
             plan.append([])
             used = lock_member
         plan[-1].append((digest, size))
@@ -174,14 +188,18 @@ def pack(
     remove_stale_parts(out)
     tmps = [n.with_name(f".{n.name}.tmp-{os.getpid()}") for n in names]
     writers: list[_TarWriter] = []
-    progress.begin("pack", len(blobs), sum(blobs.values()))
+    progress.begin("pack", len(blobs) + len(boot), sum(blobs.values()) + sum(s for _, s in boot.values()))
     try:
-        for part_blobs, tmp in zip(plan, tmps, strict=True):
+        for index, (part_blobs, tmp) in enumerate(zip(plan, tmps, strict=True)):
             w = _TarWriter(tmp, compress)
             writers.append(w)
             w.add_bytes(LOCK_MEMBER, lock_bytes, lock_pax)
             if signature is not None:
                 w.add_bytes(SIG_MEMBER, signature)
+            for member, (digest, size) in boot.items() if index == 0 else ():
+                progress.start(member, member, size)
+                w.add_file(member, store.path(digest), size, _advancer(progress, member))
+                progress.finish(member, True)
             for digest, size in part_blobs:
                 hexd = digest[7:]
                 key = f"blobs/sha256/{hexd}"
@@ -214,13 +232,20 @@ def pack(
         toc = toc_path(out)
         doc = {"format": ARCHIVE_FORMAT, "lock_sha256": hashlib.sha256(lock_bytes).hexdigest(), "parts": parts_info}
         atomic_write(toc, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+    installer = None
+    if INSTALL_MEMBER in boot and (compress is not None or names != [out]):
+        installer = install_path_beside(out)  # `tar -xf` cannot take it from a zstd stream without zstd
+        atomic_write(installer, store.path(boot[INSTALL_MEMBER][0]).read_bytes())
+        os.chmod(installer, 0o755)
     return PackResult(
         parts=names,
         toc=toc,
-        blobs=len(blobs),
-        blob_bytes=sum(blobs.values()),
+        blobs=len(blobs) + len(boot_digests),
+        blob_bytes=sum(blobs.values()) + sum(dict(boot.values()).values()),
         archive_bytes=sum(int(p["size"]) for p in parts_info),
         lock_bytes=lock_bytes,
+        bootstrap=len(boot),
+        installer=installer,
     )
 
 

@@ -19,7 +19,9 @@ from ..store import CHUNK, hash_chunks, read_range
 from .format import (
     ARCHIVE_FORMAT,
     BLOB_MEMBER,
+    BOOTSTRAP_DIR,
     HEX64,
+    INSTALL_MEMBER,
     LOCK_MEMBER,
     MAX_LOCK_BYTES,
     MAX_SIG_BYTES,
@@ -29,6 +31,7 @@ from .format import (
     PAX_SINCE,
     SIG_MEMBER,
     ZSTD_MAGIC,
+    bootstrap_members,
 )
 from .toc import archive_set, verify_toc
 
@@ -65,8 +68,9 @@ def _is_zstd(path: Path) -> bool:
         return f.read(4) == ZSTD_MAGIC
 
 
-def _check_member(archive: str, ti: tarfile.TarInfo) -> str:
-    """Return the blob digest of a safe member; raise UnsafeMember for anything else."""
+def _check_member(archive: str, ti: tarfile.TarInfo, boot: dict[str, tuple[str, int]] | None = None) -> str:
+    """Return the blob digest of a safe member; raise UnsafeMember for anything else. ``boot``: the
+    lock's bootstrap artifacts (``install.sh``, ``bootstrap/<file>``), accepted under their names."""
     name = ti.name
     if name.startswith("/") or name.startswith("\\"):
         raise UnsafeMember(archive, name, "absolute path")
@@ -80,9 +84,17 @@ def _check_member(archive: str, ti: tarfile.TarInfo) -> str:
         raise UnsafeMember(archive, name, "directory entries are not part of a gapcache archive")
     if not ti.isreg() or ti.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         raise UnsafeMember(archive, name, f"unsupported member type {ti.type!r}")
+    if boot is not None and name in boot:
+        return boot[name][0]
+    if name == INSTALL_MEMBER or name.startswith(BOOTSTRAP_DIR):
+        raise UnsafeMember(archive, name, "a bootstrap file the lock does not list")
     m = BLOB_MEMBER.match(name)
     if not m:
-        raise UnsafeMember(archive, name, "not a member of a gapcache archive (only the lock and blobs/sha256/<hex>)")
+        raise UnsafeMember(
+            archive,
+            name,
+            "not a member of a gapcache archive (only the lock, its bootstrap files and blobs/sha256/<hex>)",
+        )
     return "sha256:" + m.group(1)
 
 
@@ -304,18 +316,53 @@ class ArchiveReader:
                 raise ArchiveError(str(exc)) from exc
 
     def blobs(self) -> Iterator[BlobMember]:
-        """Each blob member, checked for safety; consume ``chunks`` before taking the next."""
+        """Each blob member, checked for safety; consume ``chunks`` before taking the next.
+
+        Bootstrap members (``install.sh``, ``bootstrap/<file>``: artifacts of the lock stored under
+        their own path, before the first blob) come as blobs with the lock's digest; their bytes are
+        checked against it as they are read."""
         seen: set[str] = set()
+        names: set[str] = set()
+        boot = bootstrap_members(self.head.lock)
         archive = str(self.path)
+        in_blobs = False
         while True:
             ti = self._next()
             if ti is None:
                 return
-            digest = _check_member(archive, ti)
+            digest = _check_member(archive, ti, boot)
+            offset = None if self.streaming else ti.offset_data
+            if ti.name in boot:
+                if in_blobs:
+                    raise UnsafeMember(archive, ti.name, "a bootstrap file after the blobs (it must follow the lock)")
+                if ti.name in names:
+                    raise UnsafeMember(archive, ti.name, "appears twice")
+                names.add(ti.name)
+                if ti.size != boot[ti.name][1]:
+                    raise ArchiveError(
+                        f"{archive}: member {ti.name} has {ti.size} bytes, the lock says {boot[ti.name][1]}"
+                    )
+                if digest not in seen:
+                    seen.add(digest)
+                    yield BlobMember(digest, ti.size, offset, self._checked_chunks(ti, digest))
+                continue
+            in_blobs = True
             if digest in seen:
                 raise UnsafeMember(archive, ti.name, "appears twice")
             seen.add(digest)
-            yield BlobMember(digest, ti.size, None if self.streaming else ti.offset_data, self._member_chunks(ti))
+            yield BlobMember(digest, ti.size, offset, self._member_chunks(ti))
+
+    def _checked_chunks(self, ti: tarfile.TarInfo, digest: str) -> Iterator[bytes]:
+        """A bootstrap member's bytes, refused at the end when they are not the lock's."""
+        h = hashlib.sha256()
+        for chunk in self._member_chunks(ti):
+            h.update(chunk)
+            yield chunk
+        if "sha256:" + h.hexdigest() != digest:
+            raise ArchiveError(
+                f"{self.path}: member {ti.name} is corrupt (its content hashes to sha256:{h.hexdigest()}, "
+                f"the lock says {digest}); nothing was loaded"
+            )
 
 
 def _check_lock_header(path: Path, ti: tarfile.TarInfo, data: bytes) -> None:

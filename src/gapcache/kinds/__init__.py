@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .apt import AptKind
 from .base import Kind, ResolveContext
+from .bootstrap import BootstrapKind
 from .chart import ChartKind
 from .file import FileKind
 from .galaxy import GalaxyKind
@@ -14,10 +15,15 @@ from .image import ImageKind
 from .python import PythonKind
 from .rpm import RpmKind
 
-# the chart kind before the image kind: it adds the images charts run (ResolveContext.discovered_images)
+# the chart kind before the image kind: it adds the images charts run (ResolveContext.discovered_images);
+# bootstrap (gapcache itself, from build options rather than a manifest section) last: its files handler
+# comes after the file kind's on the files listener
 KINDS: dict[str, Kind] = {
     k.name: k
-    for k in (FileKind(), ChartKind(), ImageKind(), PythonKind(), RpmKind(), AptKind(), GitKind(), GalaxyKind())
-}
+    for k in (
+        FileKind(), ChartKind(), ImageKind(), PythonKind(), RpmKind(), AptKind(), GitKind(), GalaxyKind(),
+        BootstrapKind(),
+    )
+}  # fmt: skip
 
 __all__ = ["KINDS", "Kind", "ResolveContext"]

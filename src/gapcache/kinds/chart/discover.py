@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from ...errors import GapcacheError
+from ...tools import build_extra
 
 __all__ = ["RenderFailed", "discover_images", "images_in_objects", "render_images", "values_images"]
 
@@ -79,7 +80,7 @@ def render_images(
     Raises :class:`RenderFailed` when Helm cannot load or render it, or a rendered manifest is
     not YAML.
     """
-    import helm_python as helm  # a 85 MB shared library: load it only when rendering
+    helm = build_extra("helm_python", "helm-python-sdk", "rendering charts (images: discover)")  # 85 MB: only now
 
     try:
         with helm.Chart.load_archive(data) as chart:

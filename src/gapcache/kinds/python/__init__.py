@@ -39,6 +39,7 @@ from ...errors import GapcacheError
 from ...lock import GENERATED, Artifact, Item
 from ...manifest.python import PythonSection, Target
 from ...store import Store
+from ...tools import build_extra
 from ..base import ResolveContext
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -67,9 +68,7 @@ def default_index_url() -> str:
 
 
 def uv_binary() -> str:
-    from uv import find_uv_bin
-
-    return str(find_uv_bin())
+    return str(build_extra("uv", "uv", "resolving Python packages").find_uv_bin())
 
 
 @dataclass(frozen=True)
@@ -181,11 +180,11 @@ PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
 async def compile_target(
-    reqs: list[str], target: Target, section: PythonSection, index: str, scratch: Path
+    reqs: list[str], target: Target, section: PythonSection, index: str, scratch: Path, extra: list[str] = BOOTSTRAP
 ) -> dict[str, str]:
-    """Pinned ``{project: version}`` for one target, from uv's resolver."""
+    """Pinned ``{project: version}`` for one target, from uv's resolver (``extra``: projects always added)."""
     infile = scratch / f"req-{target.label()}.in"
-    infile.write_text("\n".join([*reqs, *BOOTSTRAP]) + "\n")
+    infile.write_text("\n".join([*reqs, *extra]) + "\n")
     cmd = [
         uv_binary(), "pip", "compile", str(infile), "--no-config", "--no-header", "--no-annotate", "--quiet",
         "--index-url", index, "--python-version", target.python, "--python-platform", target.uv_platform(),
@@ -215,6 +214,9 @@ class PythonKind:
     name = "python"
     listener = "pypi"
 
+    def __init__(self, extra: list[str] = BOOTSTRAP) -> None:
+        self.extra = extra  # projects resolved with every requirement set (pip, setuptools, wheel)
+
     async def resolve(self, section: PythonSection | None, ctx: ResolveContext) -> list[Item]:
         if section is None:
             return []
@@ -229,7 +231,9 @@ class PythonKind:
         pins: dict[str, dict[str, str]] = {}  # target label -> project -> version
         for target in section.targets:
             what = f"requirements for {target.label()}"
-            pinned = await ctx.attempt(self.name, what, compile_target(reqs, target, section, index, ctx.scratch))
+            pinned = await ctx.attempt(
+                self.name, what, compile_target(reqs, target, section, index, ctx.scratch, self.extra)
+            )
             if pinned is not None:
                 pins[target.label()] = pinned
         wanted: dict[tuple[str, str], list[Target]] = {}

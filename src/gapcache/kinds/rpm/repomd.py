@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ...errors import GapcacheError
 from ...manifest.yum import YumRepo
+from ...tools import build_extra
 
 NS = {"repo": "http://linux.duke.edu/metadata/repo", "common": "http://linux.duke.edu/metadata/common"}
 
@@ -144,8 +145,7 @@ def solve_closure(primaries: dict[str, bytes], packages: list[Pkg], repo: YumRep
     ``primaries``: the uncompressed primary.xml of ``repo`` and of each of its ``base`` repos (whose
     packages count as installed); ``packages``: ``repo``'s parsed packages (looked up by name,
     arch and evr: one dict, not a scan per solvable)."""
-    import solv
-
+    solv = build_extra("solv", "solv", "the dependency closure of a yum subset")
     pool = solv.Pool()
     arch = next((a for a in repo.arch if a != "noarch"), "x86_64")
     pool.setarch(arch)
