@@ -42,6 +42,8 @@ SCRIPTS: list[tuple[str, list[str], str]] = [
     ("charts", ["bench_charts.py"], "Helm charts vs nginx"),
     ("apt", ["bench_apt.py"], "apt vs aptly"),
     ("hostile", ["bench_hostile.py"], "hostile clients"),
+    ("scale", ["bench_scale.py"], "100,000 small blobs: build, load vs tar, serve first answer, RSS"),
+    ("concurrent", ["bench_concurrent.py"], "500 clients: 200 MiB blob + small files vs nginx"),
 ]
 _ROW = re.compile(r"^\| (?!measure|---)(.+?) \| (.+?) \| (.+?) \| (.+?) \|$")
 _NUM = re.compile(r"\d+(?:\.\d+)?")

@@ -12,20 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from .archive import ArchiveReader
+from .archive import ArchiveReader, bootstrap_members, memberindex
 from .errors import GapcacheError, UsageError
 from .lock import Lock
 from .root import Root
@@ -39,12 +40,19 @@ SMALL_CACHE_BYTES = 256 << 20
 CHECKS = {"verified": 0, "corrupt": 0}  # blobs hashed by this process (for /metrics)
 
 
-@dataclass(frozen=True)
-class BlobLoc:
+class BlobLoc(NamedTuple):
+    """Where a blob's bytes are: ``(path, offset, size)``. A store blob keeps only its directory
+    (``in_dir``: the path is ``base/<hex>``), as a root serves 100,000 of them."""
+
     digest: str
-    path: Path
+    base: Path
     offset: int
     size: int
+    in_dir: bool = False
+
+    @property
+    def path(self) -> Path:
+        return self.base / self.digest[7:] if self.in_dir else self.base
 
 
 class BlobIndex:
@@ -63,25 +71,31 @@ class BlobIndex:
 
     @classmethod
     def from_root(cls, root: Root, lock: Lock) -> BlobIndex:
-        locs = {d: BlobLoc(d, root.store.path(d), 0, s) for d, s in lock.blobs().items()}
+        blobs_dir = root.store.blobs
+        locs = {d: BlobLoc(d, blobs_dir, 0, s, True) for d, s in lock.blobs().items()}
         mtime = (root.locks / root.current_name()).stat().st_mtime
         return cls(locs, mtime)
 
     @classmethod
-    def from_archive(cls, parts: list[Path]) -> tuple[BlobIndex, Lock]:
-        """Index an uncompressed archive in place (headers only; content is verified on serve)."""
-        locs: dict[str, BlobLoc] = {}
-        lock: Lock | None = None
+    def from_archive(cls, parts: list[Path], *, cache: bool = True) -> tuple[BlobIndex, Lock]:
+        """Index an uncompressed archive in place (content is verified on serve). The member
+        offsets come from the cached member index when it is current (archive/memberindex.py)."""
+        heads = []
         for part in parts:
             with ArchiveReader(part) as r:
                 if r.compressed:
                     raise UsageError(f"{part}: a compressed archive cannot be served in place; load it")
-                lock = lock or r.head.lock
-                for blob in r.blobs():
-                    assert blob.offset is not None
-                    locs[blob.digest] = BlobLoc(blob.digest, part.resolve(), blob.offset, blob.size)
-        assert lock is not None
-        missing = [d for d in lock.blobs() if d not in locs]
+                heads.append(r.head)
+        head, lock = heads[0], heads[0].lock
+        expected = lock.blobs()
+        resolved = [p.resolve() for p in parts]
+        lock_sha = hashlib.sha256(head.lock_bytes).hexdigest()
+        boot = bootstrap_members(lock)
+        locs = {
+            d: BlobLoc(d, resolved[n], offset, size)
+            for d, n, offset, size in memberindex.members(parts, lock_sha, expected, cache=cache, boot=boot)
+        }
+        missing = [d for d in expected if d not in locs]
         if missing:
             raise GapcacheError(f"{parts[0]}: {len(missing)} blob(s) of the lock are not in the archive")
         return cls(locs, parts[0].stat().st_mtime), lock

@@ -293,7 +293,7 @@ def record_plain_load(root: Root, archives: list[Path], result: LoadResult, name
     if result.already_loaded and result.lock_name in _read(root):
         return
     name = check_name(name) if name else set_name(archives)
-    size = read_lock(root.locks / result.lock_name).total_size()
+    size = result.lock_size if result.lock_size is not None else read_lock(root.locks / result.lock_name).total_size()
     served = _read(root)
     served[result.lock_name] = [LoadedSet(name, result.lock_name, _now(), size)]
     _write(root, served)

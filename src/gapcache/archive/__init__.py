@@ -21,7 +21,7 @@ PAX header carries the lock's sha256 (``GAPCACHE.lock_sha256``), checked on ever
 carries it too, with each part's size and sha256, all checked on load.
 """
 
-from .format import ARCHIVE_FORMAT, LOCK_MEMBER, lock_path_beside, part_name, toc_path
+from .format import ARCHIVE_FORMAT, LOCK_MEMBER, bootstrap_members, lock_path_beside, part_name, toc_path
 from .pack import PackResult, pack
 from .read import ArchiveHead, ArchiveReader, BlobMember, VerifyReport, read_head, verify_archive
 from .toc import ArchiveSet, Toc, archive_set, read_toc, resolve_parts, verify_toc
@@ -37,6 +37,7 @@ __all__ = [
     "Toc",
     "VerifyReport",
     "archive_set",
+    "bootstrap_members",
     "lock_path_beside",
     "pack",
     "part_name",

@@ -224,6 +224,7 @@ class ArchiveReader:
             self._check_end()
         else:
             self._last = ti.name
+            self._tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header read (~50 MB at 100,000)
         return ti
 
     def _check_end(self) -> None:
