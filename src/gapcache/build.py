@@ -17,6 +17,7 @@ from .kinds.bootstrap import BootstrapOptions
 from .lock import GENERATED, Artifact, Item, Lock
 from .manifest import Manifest
 from .progress import NullProgress, Progress
+from .scratch import check_scratch
 from .signing import fingerprint, load_private_key, sig_path, sign
 from .store import Store, atomic_write, check_space, lock_file, unlock_file
 
@@ -70,6 +71,7 @@ async def resolve(
     Returns the items, the failures and the metadata the kinds kept (by digest): nothing is written
     into the store here, so a plan leaves it untouched.
     """
+    check_scratch("resolve")
     with tempfile.TemporaryDirectory(prefix="gapcache-resolve-") as scratch:
         ctx = ResolveContext(downloader=downloader, scratch=Path(scratch), probe_sizes=probe_sizes)
         items: list[Item] = []
@@ -138,6 +140,7 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
             await asyncio.to_thread(store.sync)  # what was fetched is durable before anything refers to it
     publish_failures: list[Failure] = []
     published: list[Item] = []
+    check_scratch("publish")  # createrepo_c, apt indexes, GnuPG homes work there
     for kind in KINDS.values():
         mine = [i for i in fetched if i.kind == kind.name]
         try:

@@ -25,7 +25,8 @@ BOOTSTRAP_ENV = "GAPCACHE_BOOTSTRAP"  # "0"/"off"/"no": `gapcache build` bootstr
 
 
 def add_bootstrap_options(p: argparse.ArgumentParser) -> None:
-    """``--bootstrap-python``, ``--bootstrap-platform``, ``--no-bootstrap`` (kinds/bootstrap)."""
+    """``--bootstrap-python``, ``--bootstrap-platform``, ``--no-bootstrap`` (kinds/bootstrap) and ``--tmpdir``
+    (scratch.py): the build options that came with the self-bootstrap."""
     p.add_argument(
         "--bootstrap-python",
         metavar="LIST",
@@ -34,6 +35,12 @@ def add_bootstrap_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--bootstrap-platform", metavar="LIST", help="their CPUs (default x86_64,aarch64; manylinux_2_34 wheels)"
+    )
+    p.add_argument(
+        "--tmpdir",
+        metavar="DIR",
+        help="scratch space for resolvers and tools (default $TMPDIR or /tmp); the store, the archive and "
+        "a load stage on their own filesystems",
     )
     p.add_argument(
         "--no-bootstrap",
@@ -74,7 +81,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .kinds.chart import discovered_images, plan_notes
     from .lock import read_lock
     from .progress import make_progress
+    from .scratch import use_tmpdir
 
+    use_tmpdir(getattr(args, "tmpdir", None))  # scratch for resolvers and tools (TMPDIR for theirs)
     manifest = load_build_manifest(args)  # -f (repeatable) over --profile, --upstream over upstreams:
     locked = read_lock(Path(args.locked)) if args.locked else None
     since = None
