@@ -115,6 +115,7 @@ def _serve_config(args: argparse.Namespace) -> Any:
         public_url=args.public_url,
         workers=args.workers,
         access_log=not args.no_access_log,
+        log_format=args.log_format,
         loop=args.loop,
         header_timeout=args.header_timeout,
         keepalive_timeout=args.keepalive_timeout,
@@ -162,26 +163,24 @@ def client_hints(bound: dict[str, int], host: str, lock: Any) -> list[str]:
 
 
 def _run_server(config: Any) -> int:
+    import logging
     from urllib.parse import urlsplit
 
-    from .serve import open_source, serve
+    from .serve import serve
 
-    try:
-        lock = open_source(config)[0]
-    except GapcacheError:
-        lock = None  # serve() reports the problem itself
-
-    def ready(bound: dict[str, int]) -> None:
+    def ready(bound: dict[str, int], lock: Any) -> None:
         public = config.public_url or ""
         host = (urlsplit(public).hostname if "://" in public else public) or (
             "127.0.0.1" if config.bind in ("0.0.0.0", "::") else config.bind
         )
-        _err(f"gapcache {__version__}: serving ({config.workers} worker(s)); Ctrl-C to stop")
+        # --log-format json: through the server's log, one JSON object per line like every other line
+        say = logging.getLogger("gapcache.serve").info if config.log_format == "json" else _err
+        say(f"gapcache {__version__}: serving ({config.workers} worker(s)); Ctrl-C to stop")
         for name, port in bound.items():
-            _err(f"  {name:9} {'https' if config.tls_cert else 'http'}://{host}:{port}/")
+            say(f"  {name:9} {'https' if config.tls_cert else 'http'}://{host}:{port}/")
         hints = client_hints(bound, host, lock)
         for i, line in enumerate(hints):
-            _err(f"  {'try:' if i == 0 else '    '} {line}")
+            say(f"  {'try:' if i == 0 else '    '} {line}")
 
     serve(config, ready)
     return 0
@@ -218,6 +217,8 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--public-url", metavar="URL", help="address clients use (default: the request's Host)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the ports")
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    p.add_argument("--log-format", choices=["clf", "json"], default="clf",
+                   help="access log lines: clf (nginx's combined, default) or json (one object per line)")  # fmt: skip
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (default uvloop)")
     p.add_argument(
         "--header-timeout",

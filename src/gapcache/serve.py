@@ -7,12 +7,21 @@ A blob is located as ``(file, offset, length)`` — a store blob is ``(path, 0, 
 member is ``(part, data offset, size)`` — so serving from an archive needs no second code path.
 Every blob is hashed against its digest before its first byte is served by a process; small blobs
 are then answered from memory, large ones go out with ``sendfile`` (zero copy).
+
+The handlers are built once, before anything is bound (a bad root fails early): the first worker
+serves with them and the other workers, forked, inherit them. ``serve --root`` follows
+``current``: a new lock swaps the handlers in each worker, and opens a listener whose content
+type the new lock brings (:mod:`~gapcache.serve_listeners`). The listeners themselves, the
+connection guard and the access log are in :mod:`~gapcache.serve_listeners`,
+:mod:`~gapcache.serve_guard` and :mod:`~gapcache.wire`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import multiprocessing
 import os
@@ -20,224 +29,32 @@ import signal
 import socket
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http_parser import RawRequestMessage
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler
-
 from .archive import resolve_parts
-from .blobs import CHECKS, BlobIndex, Handler, MissLog
+from .blobs import BlobIndex, MissLog
 from .errors import EnvironmentProblem, GapcacheError, UsageError
 from .history import find_lock
 from .kinds import KINDS
-from .lock import Item, Lock
+from .lock import Item, Lock, read_lock
 from .root import Root
+from .serve_guard import BUSY, ConnectionGuard, default_max_connections
+from .serve_listeners import GuardedServer, Listener, Sites, listen_socket
 from .tls import ca_handler, server_context
-from .wire import HEALTH, HEALTH_HEAD, AccessLog, Answers, FastRequestHandler, Prebuilt, Stats, render_metrics
+from .wire import SetInfo
+
+__all__ = [  # what callers (and tests) import from here
+    "BUSY", "LISTENERS", "ConnectionGuard", "GuardedServer", "Listener", "Mirror", "ServeConfig",
+    "default_max_connections", "make_apps", "open_source", "serve",
+]  # fmt: skip
 
 log = logging.getLogger("gapcache.serve")
 
 LISTENERS: dict[str, int] = {"registry": 5000, "repos": 8001, "charts": 8002, "pypi": 8003, "files": 8004}
-
-
-class Listener:
-    """One port: the kinds that serve on it, asked in turn; a request none answers is a 404 and a
-    recorded miss. aiohttp's low-level server (no router, no middlewares): every request here is
-    GET or HEAD of an immutable thing, and the hot path is short — an answer that depends only on
-    the target (a verified small blob, a manifest by tag, an index page) is kept in :attr:`answers`
-    and given again straight from the parser (:class:`~gapcache.wire.FastRequestHandler`).
-    Every listener answers the health probes (:data:`~gapcache.wire.HEALTH`); ``files`` also
-    ``/metrics`` (Prometheus: the counters of every listener in :attr:`peers`)."""
-
-    def __init__(self, name: str, handlers: list[Handler], misses: MissLog) -> None:
-        self.name = name
-        self.answers = Answers()
-        self.stats = Stats()
-        self.peers: dict[str, Listener] = {name: self}
-        self._handlers = handlers
-        self.misses = misses
-
-    @property
-    def handlers(self) -> list[Handler]:
-        return self._handlers
-
-    @handlers.setter
-    def handlers(self, handlers: list[Handler]) -> None:  # a new lock: forget the old answers
-        self._handlers = handlers
-        self.answers.clear()
-
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.path in HEALTH or (request.path == "/metrics" and self.name == "files"):
-            if request.method not in ("GET", "HEAD"):
-                return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="read-only mirror\n")
-            if request.path in HEALTH:  # kept: probes are then answered from the parser
-                self.answers.keep(request, ok := Prebuilt(HEALTH_HEAD, b"ok\n"))
-                return ok
-            body, ctype = render_metrics({n: p.stats for n, p in self.peers.items()}, CHECKS)
-            return web.Response(body=body, headers={"Content-Type": ctype, "Cache-Control": "no-store"})
-        handlers = self._handlers  # a new lock may swap them while this request awaits its answer
-        for handler in handlers:  # a handler answers its protocol's way, or passes (None)
-            resp: web.StreamResponse | None = await handler(request)
-            if resp is not None:
-                if type(resp) is Prebuilt and self._handlers is handlers:  # never keep an old lock's answer
-                    self.answers.keep(request, resp)
-                elif resp.status == 404:  # e.g. a registry's MANIFEST_UNKNOWN: still something the site lacks
-                    self._miss(request)
-                return resp
-        if request.method not in ("GET", "HEAD"):
-            return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="read-only mirror\n")
-        self._miss(request)
-        return web.Response(status=404, text="404 not found\n")
-
-    def _miss(self, request: web.BaseRequest) -> None:
-        self.stats.misses += 1
-        self.misses.record(self.name, request.raw_path, 404, request.remote)
-
-
-# ---- hostile clients: header timeout, connection cap, bounded log lines ------------------------------
-
-
-BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 27\r\n"
-    b"Retry-After: 5\r\nConnection: close\r\n\r\nbusy: too many connections\n"
-)
-
-
-def default_max_connections() -> int:
-    """Half the descriptors this process may open: a connection streaming a large blob holds two
-    (the socket and the file), and the listeners, logs and libraries need a few."""
-    import resource
-
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return max(16, (soft - 64) // 2) if soft != resource.RLIM_INFINITY else 1 << 20
-
-
-class ConnectionGuard:
-    """One per process, shared by its listeners — nginx's ``client_header_timeout`` and
-    ``worker_connections``: a connection that has not sent a complete request header within
-    ``header_timeout`` of connecting is closed; past ``max_connections`` the oldest connection
-    that has not sent a request yet is closed to make room, and if every connection is busy the
-    new one gets a quick 503 (``Retry-After``) — so a flood of silent or slow clients never takes
-    the last descriptors and normal clients keep being served. (Idle time between requests is
-    aiohttp's ``keepalive_timeout``.)"""
-
-    def __init__(self, header_timeout: float, max_connections: int) -> None:
-        self.header_timeout = header_timeout
-        self.max_connections = max_connections
-        self.open = 0
-        self.lingering = 0  # refused connections not closed yet
-        self.fresh: OrderedDict[RequestHandler, asyncio.TimerHandle | None] = OrderedDict()  # oldest first
-        self._said = 0.0
-
-    def admit(self, handler: RequestHandler, transport: asyncio.Transport) -> bool:
-        if self.open >= self.max_connections:
-            if self.fresh:
-                victim, timer = self.fresh.popitem(last=False)
-                if timer is not None:
-                    timer.cancel()
-                victim.force_close()
-                self._say("closing connections that sent no request")
-            else:
-                self._refuse(handler, transport)
-                return False
-        self.open += 1
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self.header_timeout, self._expire, handler) if self.header_timeout > 0 else None
-        self.fresh[handler] = timer
-        return True
-
-    def _refuse(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        """503 and FIN at once; the socket is closed a moment later, so that the client reads the
-        answer rather than a reset for the request it may be sending (up to a budget of sockets)."""
-        transport.write(BUSY)
-        handler.close()  # parse nothing from it
-        self._say("answering 503")
-        loop = asyncio.get_running_loop()
-        if self.lingering >= max(16, self.max_connections // 8):  # flooded: no descriptors to spare
-            loop.call_soon(handler.force_close)  # once aiohttp has started its side of the connection
-            return
-        if transport.can_write_eof():
-            transport.write_eof()
-        self.lingering += 1
-        loop.call_later(1.0, self._unlinger, handler)
-
-    def _unlinger(self, handler: RequestHandler) -> None:
-        self.lingering -= 1
-        handler.force_close()
-
-    def requested(self, handler: RequestHandler) -> None:
-        timer = self.fresh.pop(handler, None)
-        if timer is not None:
-            timer.cancel()
-
-    def closed(self, handler: RequestHandler) -> None:
-        self.requested(handler)
-        self.open -= 1
-
-    def _expire(self, handler: RequestHandler) -> None:
-        if self.fresh.pop(handler, None) is not None:
-            handler.force_close()
-
-    def _say(self, what: str) -> None:
-        now = time.monotonic()
-        if now - self._said > 60:
-            self._said = now
-            log.warning("%d connections open (--max-connections): %s", self.open, what)
-
-
-class GuardedServer(web.Server):
-    """aiohttp's low-level server, with every connection admitted by a :class:`ConnectionGuard`
-    (through the ``connection_made``/``connection_lost`` calls a RequestHandler makes on its server,
-    and the documented ``request_factory``, which sees each request start)."""
-
-    def __init__(self, handler: Listener, guard: ConnectionGuard, **kwargs: Any) -> None:
-        super().__init__(handler, request_factory=self._request, **kwargs)
-        self._guard = guard
-        self._admitted: set[RequestHandler] = set()
-        self._answers = handler.answers
-        self._stats = handler.stats
-
-    def __call__(self) -> RequestHandler:
-        return FastRequestHandler(
-            self,
-            answers=self._answers,
-            stats=self._stats,
-            on_request=self._guard.requested,
-            loop=self._loop,
-            **self._kwargs,
-        )
-
-    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        if self._guard.admit(handler, transport):
-            self._admitted.add(handler)
-            super().connection_made(handler, transport)
-
-    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
-        if handler in self._admitted:
-            self._admitted.discard(handler)
-            self._guard.closed(handler)
-        super().connection_lost(handler, exc)
-
-    def _request(
-        self,
-        message: RawRequestMessage,
-        payload: StreamReader,
-        protocol: RequestHandler,
-        writer: AbstractStreamWriter,
-        task: asyncio.Task[None],
-    ) -> web.BaseRequest:
-        self._guard.requested(protocol)
-        return web.BaseRequest(message, payload, protocol, writer, task, asyncio.get_running_loop())
-
-
-# ---- the server ---------------------------------------------------------------------------------------
+Stamp = tuple[int, int, str]  # ``current``: mtime, inode, content
 
 
 @dataclass
@@ -249,6 +66,7 @@ class ServeConfig:
     public_url: str | None = None
     workers: int = 1
     access_log: bool = True
+    log_format: str = "clf"  # access log lines: "clf" (nginx's combined) or "json" (wire.AccessLog)
     loop: str = "uvloop"
     header_timeout: float = 60.0
     keepalive_timeout: float = 75.0
@@ -269,76 +87,104 @@ class Mirror:
     misses: MissLog
     public_url: str | None
     listeners: dict[str, Listener]
+    stamp: Stamp | None = None  # of ``current`` when the lock was read (None: not following it)
+
+
+@dataclass
+class _Source:
+    lock: Lock
+    blobs: BlobIndex
+    misses: Path | None
+    lock_name: str  # <sha256>.json
+
+
+def _open(config: ServeConfig) -> _Source:
+    if config.archive:
+        blobs, lock = BlobIndex.from_archive(resolve_parts(config.archive))
+        return _Source(lock, blobs, None, lock.sha256() + ".json")
+    assert config.root is not None
+    root = Root(config.root)
+    if config.lock:
+        name, lock = find_lock(root, config.lock)
+    else:
+        name = root.current_name()
+        lock = read_lock(root.locks / name)
+    return _Source(lock, BlobIndex.from_root(root, lock), root.misses, name)
 
 
 def open_source(config: ServeConfig) -> tuple[Lock, BlobIndex, Path | None]:
-    if config.archive:
-        blobs, lock = BlobIndex.from_archive(resolve_parts(config.archive))
-        return lock, blobs, None
-    assert config.root is not None
-    root = Root(config.root)
-    lock = find_lock(root, config.lock)[1] if config.lock else root.current_lock()
-    return lock, BlobIndex.from_root(root, lock), root.misses
+    src = _open(config)
+    return src.lock, src.blobs, src.misses
+
+
+def served_sets(config: ServeConfig, lock: Lock, lock_name: str) -> list[SetInfo]:
+    """The sets the served lock is made of (``sets.json``, as ``gapcache ls --root`` lists them);
+    an archive served in place is one set named after its file. Never fatal: /metrics only."""
+    from . import sets
+
+    try:
+        if config.archive:
+            return [SetInfo(sets.set_name(config.archive), lock_name, "", lock.total_size())]
+        assert config.root is not None
+        return [SetInfo(m.name, m.lock, m.loaded, m.size) for m in sets.members_of(Root(config.root), lock_name)]
+    except (GapcacheError, OSError) as exc:
+        log.warning("the served sets are not in /metrics: %s", exc)
+        return []
+
+
+def _stamp(current: Path) -> Stamp:
+    st = current.stat()
+    return (st.st_mtime_ns, st.st_ino, current.read_text())
 
 
 def make_apps(config: ServeConfig) -> Mirror:
-    lock, blobs, misses_path = open_source(config)
-    misses = MissLog(misses_path)
+    stamp = None
+    if config.root is not None and not config.lock:  # following `current`: its stamp before the lock is
+        with contextlib.suppress(OSError):  # read, so that a switch while building is seen by the follower
+            stamp = _stamp(Root(config.root).current_file)
+    src = _open(config)
+    misses = MissLog(src.misses)
     by_kind: dict[str, list[Item]] = {}
-    for item in lock.items:
+    for item in src.lock.items:
         by_kind.setdefault(item.kind, []).append(item)
     listeners: dict[str, Listener] = {}
     for kind in KINDS.values():
         if not config.ports.get(kind.listener, 0):
             continue
         listener = listeners.setdefault(kind.listener, Listener(kind.listener, [], misses))
-        listener.handlers.append(kind.handler(by_kind.get(kind.name, []), blobs, config.public_url))
+        listener.handlers.append(kind.handler(by_kind.get(kind.name, []), src.blobs, config.public_url))
+    sets = functools.cache(functools.partial(served_sets, config, src.lock, src.lock_name))  # at a scrape
     for listener in listeners.values():
         listener.peers = listeners  # /metrics on files counts every listener
+        listener.sets = sets
     if config.tls_ca is not None and "files" in listeners:
         listeners["files"].handlers.insert(0, ca_handler(config.tls_ca))
-    return Mirror(lock, blobs, misses, config.public_url, listeners)
+    return Mirror(src.lock, src.blobs, misses, config.public_url, listeners, stamp)
 
 
-def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
-async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], ready: Callable[[], None]) -> None:
-    mirror = make_apps(config)
+async def run_worker(
+    config: ServeConfig, mirror: Mirror, sockets: dict[str, socket.socket], ready: Callable[[], None], first: bool
+) -> None:
+    """Serve ``mirror`` on ``sockets`` (bound by this process) until SIGINT/SIGTERM. ``first``: the
+    worker that says what changes (the others only warn)."""
     guard = ConnectionGuard(config.header_timeout, config.max_connections or default_max_connections())
-    runners = []
     tls_context = server_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
-    for name, listener in mirror.listeners.items():
-        if name not in sockets:  # nothing of this kind in the lock
-            continue
-        server = GuardedServer(
-            listener,
-            guard,
-            keepalive_timeout=config.keepalive_timeout,
-            access_log=logging.getLogger(f"gapcache.access.{name}") if config.access_log else None,
-            access_log_class=AccessLog,
-        )
-        runner = web.ServerRunner(server, handle_signals=False)
-        await runner.setup()
-        site = web.SockSite(runner, sockets[name], ssl_context=tls_context)
-        await site.start()
-        runners.append(runner)
+    sites = Sites(
+        mirror.listeners,
+        guard,
+        tls_context,
+        config.access_log,
+        keepalive_timeout=config.keepalive_timeout,
+        access_log_format=config.log_format,
+    )
+    for name, sock in sockets.items():
+        await sites.start(name, sock)
     ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    following = config.root and not config.lock
-    watcher = asyncio.ensure_future(_follow_current(config, mirror, set(sockets))) if following else None
+    watcher = asyncio.ensure_future(_follow_current(config, mirror, sites, first)) if mirror.stamp else None
     flusher = asyncio.ensure_future(_flush_misses(mirror.misses))
     try:
         await stop.wait()
@@ -346,8 +192,7 @@ async def run_worker(config: ServeConfig, sockets: dict[str, socket.socket], rea
         if watcher is not None:
             watcher.cancel()
         flusher.cancel()
-        for r in runners:
-            await r.cleanup()
+        await sites.close()
         mirror.misses.close()
 
 
@@ -357,44 +202,56 @@ async def _flush_misses(misses: MissLog) -> None:
         misses.flush()
 
 
-async def _follow_current(config: ServeConfig, mirror: Mirror, bound: set[str], interval: float = 1.0) -> None:
-    """Serve a newly loaded lock without a restart: when ``current`` changes (``gapcache load``
-    switched it), rebuild the handlers and swap them in; requests in flight finish on the old ones."""
-    assert config.root is not None
+async def _follow_current(
+    config: ServeConfig, mirror: Mirror, sites: Sites, first: bool, interval: float = 1.0
+) -> None:
+    """Serve a newly loaded lock without a restart: when ``current`` changes (``gapcache load``,
+    ``load --add``, ``remove``, ``rollback`` switched it), rebuild the handlers and swap them in
+    (requests in flight finish on the old ones), and open the listeners the new lock has content
+    for that are not open yet (a port in use: a warning, tried again at the next change)."""
+    assert config.root is not None and mirror.stamp is not None
     current = Root(config.root).current_file
-
-    def stamp() -> tuple[int, int, str]:
-        st = current.stat()
-        return (st.st_mtime_ns, st.st_ino, current.read_text())
-
-    seen = stamp()
+    seen = mirror.stamp
+    reuse = config.workers > 1
     while True:
         await asyncio.sleep(interval)
         try:
-            now = stamp()
-            if now == seen:
+            if _stamp(current) == seen:
                 continue
             fresh = await asyncio.to_thread(make_apps, config)
         except (OSError, GapcacheError) as exc:
             log.warning("not switching to the new lock: %s", exc)
             continue
-        seen = now
+        assert fresh.stamp is not None
+        seen = fresh.stamp
         fresh.misses.close()  # the running listeners keep appending to the log they opened
         for name, listener in fresh.listeners.items():
             if name in mirror.listeners:
                 mirror.listeners[name].handlers = listener.handlers
-        missing = set(active_listeners(config, fresh.lock)) - bound
-        if missing:
-            log.warning(
-                "the new lock has content for %s: restart gapcache serve to open them", ", ".join(sorted(missing))
-            )
-        log.info("now serving %s", now[2].strip())
+                mirror.listeners[name].sets = listener.sets
+        if first:
+            log.info("now serving %s", seen[2].strip())
+        wanted = {n: p for n, p in active_listeners(config, fresh.lock).items() if n not in sites.open}
+        if wanted:
+            opened = await sites.open_more(config.bind, wanted, reuse)
+            for name, port in opened.items():
+                if first:
+                    log.info("the new lock has content for the %s listener: now open on %s:%d", name, config.bind, port)
 
 
-def _worker_main(config: ServeConfig, bound: dict[str, int]) -> None:
+def _worker_main(config: ServeConfig, mirror: Mirror, bound: dict[str, int], parent: int) -> None:
+    """A forked worker: ``mirror`` is the parent's, inherited; its own sockets on the same ports.
+    It ends with the parent, however the parent ends (a SIGTERM before the parent's loop handles
+    signals, a SIGKILL): an orphan would keep answering on the ports."""
+    with contextlib.suppress(AttributeError, OSError):  # Linux: SIGTERM when the parent dies
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before that
+        return
     _setup_logging(config)
-    sockets = {n: _listen_socket(config.bind, p, True) for n, p in bound.items()}
-    _run_loop(config.loop, run_worker(config, sockets, lambda: None))
+    sockets = {n: listen_socket(config.bind, p, True) for n, p in bound.items()}
+    _run_loop(config.loop, run_worker(config, mirror, sockets, lambda: None, first=False))
 
 
 def _run_loop(loop: str, coro: Coroutine[Any, Any, None]) -> None:
@@ -411,8 +268,26 @@ def _run_loop(loop: str, coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
 
 
+class _JsonLines(logging.Formatter):
+    """``--log-format json``: the access lines are JSON already; every other line becomes one too
+    (``time``, ``level``, ``message``), so that the whole log parses line by line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name.startswith("gapcache.access."):
+            return record.getMessage()
+        entry = {"time": self.formatTime(record), "level": record.levelname.lower(), "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
 def _setup_logging(config: ServeConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonLines() if config.log_format == "json" else logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
@@ -423,8 +298,9 @@ def active_listeners(config: ServeConfig, lock: Lock) -> dict[str, int]:
     return {n: p for n, p in config.ports.items() if p and n in used}
 
 
-def serve(config: ServeConfig, on_ready: Callable[[dict[str, int]], None] | None = None) -> None:
-    """Bind the listeners, start the workers, and serve until SIGINT/SIGTERM."""
+def serve(config: ServeConfig, on_ready: Callable[[dict[str, int], Lock], None] | None = None) -> None:
+    """Bind the listeners, start the workers, and serve until SIGINT/SIGTERM. ``on_ready``: called
+    once the first worker serves, with the ports bound and the lock served."""
     mirror = make_apps(config)  # fail early (bad root, nothing loaded) before binding anything
     _raise_fd_limit()
     listeners = active_listeners(config, mirror.lock)
@@ -434,7 +310,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict[str, int]], None] | None
     sockets: dict[str, socket.socket] = {}
     for name, port in listeners.items():
         try:
-            sockets[name] = _listen_socket(config.bind, port, reuse)
+            sockets[name] = listen_socket(config.bind, port, reuse)
         except OSError as exc:
             for s in sockets.values():
                 s.close()
@@ -447,17 +323,17 @@ def serve(config: ServeConfig, on_ready: Callable[[dict[str, int]], None] | None
     procs: list[multiprocessing.context.ForkProcess] = []
     if config.workers > 1:
         ctx = multiprocessing.get_context("fork")
-        for _ in range(config.workers - 1):
-            proc = ctx.Process(target=_worker_main, args=(config, bound), daemon=True)
+        for _ in range(config.workers - 1):  # each inherits `mirror`: the handlers are not built again
+            proc = ctx.Process(target=_worker_main, args=(config, mirror, bound, os.getpid()), daemon=True)
             proc.start()
             procs.append(proc)
 
     def ready() -> None:
         if on_ready is not None:
-            on_ready(bound)
+            on_ready(bound, mirror.lock)
 
     try:
-        _run_loop(config.loop, run_worker(config, sockets, ready))
+        _run_loop(config.loop, run_worker(config, mirror, sockets, ready, first=True))
     finally:
         for proc in procs:
             if proc.pid is not None:

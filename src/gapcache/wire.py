@@ -13,7 +13,10 @@ building a request, a task or a response object.
   keep-alive, nothing queued or running on the connection, the client reading) is answered at
   once; anything else goes through aiohttp as before (handlers, verification, logging);
 - :class:`Stats`: a listener's counters (plain integers: nothing on the hot path but additions),
-  rendered for Prometheus by :func:`render_metrics`; :data:`HEALTH`, the health probes.
+  rendered for Prometheus by :func:`render_metrics` with the served sets (:class:`SetInfo`);
+  :data:`HEALTH`, the health probes;
+- :class:`AccessLog`: one line per answer, nginx's ``combined`` format or JSON (``--log-format``),
+  the same from aiohttp and from the fast path.
 
 Only answers a handler built from verified bytes are ever kept, so nothing is served here that
 was not checked first.
@@ -22,11 +25,13 @@ was not checked first.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import formatdate
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger, AbstractStreamWriter
@@ -155,11 +160,23 @@ class Stats:
         self.misses = 0
 
 
-def render_metrics(stats: Mapping[str, Stats], blobs: Mapping[str, int]) -> tuple[bytes, str]:
-    """Prometheus text exposition of the listeners' counters and the blob checks (``verified``,
-    ``corrupt``) of this process: (body, content type)."""
+class SetInfo(NamedTuple):
+    """One set of the lock being served (``sets.json``): its name, its own lock, when it was loaded
+    (ISO 8601, or empty) and the bytes of its blobs."""
+
+    name: str
+    lock: str
+    loaded: str
+    bytes: int
+
+
+def render_metrics(
+    stats: Mapping[str, Stats], blobs: Mapping[str, int], sets: Sequence[SetInfo] = ()
+) -> tuple[bytes, str]:
+    """Prometheus text exposition of the listeners' counters, the blob checks (``verified``,
+    ``corrupt``) of this process and the served sets: (body, content type)."""
     from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
     class Collector:
@@ -178,6 +195,14 @@ def render_metrics(stats: Mapping[str, Stats], blobs: Mapping[str, int]) -> tupl
                 yield CounterMetricFamily(
                     f"gapcache_blobs_{what}", f"Blobs hashed before serving that were found {what}", blobs.get(what, 0)
                 )
+            info = InfoMetricFamily("gapcache_served_set", "The sets served (gapcache ls --root), one per set")
+            size = GaugeMetricFamily("gapcache_served_set_bytes", "Bytes of the blobs of each set", labels=["name"])
+            for one in sets:
+                info.add_metric([], {"name": one.name, "lock": one.lock, "loaded": one.loaded})
+                size.add_metric([one.name], one.bytes)
+            yield info
+            yield size
+            yield GaugeMetricFamily("gapcache_served_sets", "How many sets are served", len(sets))
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector())
@@ -231,10 +256,33 @@ def _clf_time() -> str:
     return stamp
 
 
+_iso: list[Any] = [0, ""]
+
+
+def _iso_time(now: float) -> str:
+    """ISO 8601 UTC with milliseconds: ``2026-10-10T13:55:36.123Z``."""
+    sec = int(now)
+    if sec != _iso[0]:
+        _iso[0], _iso[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_iso[1]}.{int((now - sec) * 1000):03d}Z"
+
+
+LOG_FORMATS = ("clf", "json")
+
+
 class AccessLog(AbstractAccessLogger):
-    """The Combined Log Format (nginx's ``combined``) and the seconds taken:
-    ``ADDR - - [10/Oct/2026:13:55:36 +0000] "REQUEST LINE" STATUS BYTES "REFERER" "USER-AGENT" SECONDS``,
-    what the client chose cut short."""
+    """One line per answer. ``clf`` (default): the Combined Log Format (nginx's ``combined``) and
+    the seconds taken:
+    ``ADDR - - [10/Oct/2026:13:55:36 +0000] "REQUEST LINE" STATUS BYTES "REFERER" "USER-AGENT" SECONDS``;
+    ``json``: one JSON object per line with ``time`` (ISO 8601, UTC), ``remote``, ``method``,
+    ``path``, ``protocol``, ``status``, ``bytes``, ``duration`` (seconds), ``referer``,
+    ``user_agent`` and ``listener`` (from the logger's name, ``gapcache.access.<listener>``).
+    What the client chose is cut short either way."""
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self.json = log_format == "json"
+        self.listener = logger.name.rpartition(".")[2]
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.line(request.remote, request.method, request.raw_path, request.version, request.headers, response, time)
@@ -242,9 +290,25 @@ class AccessLog(AbstractAccessLogger):
     def line(self, remote: str | None, method: str, target: str, version: Any, headers: Mapping[str, str],
              response: web.StreamResponse | tuple[int, int], seconds: float) -> None:  # fmt: skip
         status, length = response if isinstance(response, tuple) else (response.status, response.body_length)
-        line = f"{method} {target} HTTP/{version.major}.{version.minor}"
         agent = headers.get("User-Agent", "-")[: MAX_LOGGED // 2]
         referer = headers.get("Referer", "-")[: MAX_LOGGED // 2]
+        if self.json:
+            entry = {
+                "time": _iso_time(time.time()),
+                "remote": remote,
+                "method": method[:32],
+                "path": target[:MAX_LOGGED],
+                "protocol": f"HTTP/{version.major}.{version.minor}",
+                "status": status,
+                "bytes": length,
+                "duration": round(seconds, 6),
+                "referer": referer,
+                "user_agent": agent,
+                "listener": self.listener,
+            }
+            self.logger.info("%s", json.dumps(entry))
+            return
+        line = f"{method} {target} HTTP/{version.major}.{version.minor}"
         self.logger.info(
             '%s - - [%s] "%s" %s %s "%s" "%s" %.6fs',
             remote, _clf_time(), line[:MAX_LOGGED], status, length, referer, agent, seconds,

@@ -1,13 +1,15 @@
 """Health and metrics (issue 19, item 3): ``/-/healthy`` and ``/healthz`` on every listener, from
 memory and never misses; Prometheus ``/metrics`` on the files listener (parsed with
 ``prometheus_client.parser``) counting requests, bytes and misses; access log lines in the Combined
-Log Format with a timestamp; misses record the client address."""
+Log Format with a timestamp; misses record the client address; the served sets
+(``gapcache_served_set_info`` and ``_bytes``) follow ``load --add`` and ``remove``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import serving
+from conftest import gapcache, serving
 from gapcache.blobs import MissLog
 from gapcache.root import Root
 from gapcache.serve import Listener
@@ -80,6 +82,52 @@ def test_health_metrics_misses_and_access_log(tmp_path: Path) -> None:
     assert clf.match(lines[0]), lines[0]
     probes = [x for x in log.read_text().splitlines() if "/-/healthy" in x]
     assert len(probes) == 2 and all(clf.match(x) for x in probes)  # the one from the parser too
+
+
+def served_sets(port: int) -> dict[str, tuple[str, float]]:
+    """name → (lock, bytes) from /metrics."""
+    info: dict[str, str] = {}
+    size: dict[str, float] = {}
+    count = -1.0
+    for family in text_string_to_metric_families(fetch(f"http://127.0.0.1:{port}/metrics")[1].decode()):
+        for s in family.samples:
+            if s.name == "gapcache_served_set_info":
+                assert s.value == 1
+                assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s.labels["loaded"]), s.labels
+                info[s.labels["name"]] = s.labels["lock"]
+            elif s.name == "gapcache_served_set_bytes":
+                size[s.labels["name"]] = s.value
+            elif s.name == "gapcache_served_sets":
+                count = s.value
+    assert info.keys() == size.keys() and count == len(info)
+    return {name: (info[name], size[name]) for name in info}
+
+
+def wait_for(check: object, port: int, timeout: float = 15.0) -> dict[str, tuple[str, float]]:
+    deadline = time.monotonic() + timeout
+    while (now := served_sets(port)).keys() != check and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return now
+
+
+@pytest.mark.slow
+def test_metrics_name_the_served_sets(tmp_path: Path) -> None:
+    base = {"base/a.bin": random_bytes(3000, seed=5)}
+    extra = {"extra/b.bin": random_bytes(7000, seed=7), "extra/c.bin": b"c\n"}
+    build_local(tmp_path / "b", base, out_name="base.tar")
+    build_local(tmp_path / "e", extra, out_name="extra.tar")
+    root = tmp_path / "root"
+    gapcache("load", tmp_path / "b/base.tar", "--root", root, "-q", check=True)
+    with serving(root) as (_, port):
+        sets = served_sets(port)
+        assert list(sets) == ["base"] and sets["base"][1] == 3000
+        assert (root / "locks" / sets["base"][0]).is_file()
+        gapcache("load", "--add", tmp_path / "e/extra.tar", "--root", root, "-q", check=True)
+        sets = wait_for({"base", "extra"}, port)  # followed without a restart
+        assert {n: b for n, (_, b) in sets.items()} == {"base": 3000, "extra": 7002}
+        gapcache("remove", "base", "--root", root, check=True)
+        sets = wait_for({"extra"}, port)
+        assert list(sets) == ["extra"] and sets["extra"][1] == 7002
 
 
 @pytest.mark.parametrize("listener", ["registry", "repos", "charts", "pypi", "files"])
