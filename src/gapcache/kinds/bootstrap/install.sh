@@ -131,7 +131,11 @@ magic=$(od -An -tx1 -N4 "$ARCHIVE" | tr -d ' \n')
 if [ "$magic" = 28b52ffd ]; then
   command -v zstd >/dev/null 2>&1 || CODE=3 die "$ARCHIVE is zstd-compressed and zstd is not installed
   (dnf install zstd / apt-get install zstd), or use the uncompressed archive"
-  zstd -dcq "$ARCHIVE" | tar -xf - -C "$TMP" bootstrap || die "cannot read bootstrap/ from $ARCHIVE"
+  # tar's notes on gapcache's own PAX header fields (GAPCACHE.*) are shown only if it fails
+  zstd -dcq "$ARCHIVE" | tar -xf - -C "$TMP" bootstrap 2>"$TMP/tar.err" || {
+    cat "$TMP/tar.err" >&2
+    die "cannot read bootstrap/ from $ARCHIVE"
+  }
 else
   tar -xf "$ARCHIVE" -C "$TMP" bootstrap 2>"$TMP/tar.err" || {
     cat "$TMP/tar.err" >&2
