@@ -1,14 +1,15 @@
 """apt: a dependency-closed subset vs aptly (`mirror create -filter=… -filter-with-deps` + `mirror
 update`); `dists/…/InRelease` requests/s vs nginx.
 
-    .venv/bin/python bench/bench_apt.py [--packages 300] [--deps 50] [--kib 256] [--debian]
+    .venv/bin/python bench/bench_apt.py [--packages 300] [--deps 50] [--kib 256] [--debian] [--no-serve] [--src DIR]
 
 A signed suite repository is built here (dpkg-deb, apt-ftparchive, gpg): PACKAGES packages of KIB
 KiB each, `bench0000` depending on DEPS of them; nginx serves it on 127.0.0.1 as the upstream. Both
 tools verify the InRelease signature and every .deb; gapcache's time includes writing the new signed
 repository and packing the archive, aptly's stops at its pool (publishing would be a third command).
 `--debian` adds the same comparison for `jq` (amd64) from the Debian archive the host's apt uses.
-Then `dists/stable/InRelease` requests/s: gapcache serve vs nginx serving the same file.
+Then `dists/stable/InRelease` requests/s: gapcache serve vs nginx serving the same file (--no-serve
+skips it). --src DIR runs the gapcache package under DIR (a before/after comparison).
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def build_repo(work: Path, packages: int, deps: int, kib: int) -> tuple[Path, Pa
     return www, keyring
 
 
-def compare(work: Path, url: str, suite: str, keyring: Path, pkg: str, rounds: int) -> tuple[float, float, int, int]:
+def compare(
+    work: Path, url: str, suite: str, keyring: Path, pkg: str, rounds: int, src: Path | None = None
+) -> tuple[float, float, int, int]:
     """Best-of-``rounds`` seconds for gapcache build and aptly create+update (fresh stores each
     round), and how many .deb files each mirrored."""
     work.mkdir(parents=True, exist_ok=True)
@@ -82,7 +85,9 @@ def compare(work: Path, url: str, suite: str, keyring: Path, pkg: str, rounds: i
     m.write_text(f"format: 1\napt:\n  - id: bench\n    url: {url}\n    suites: [{suite}]\n    components: [main]\n"
                  f"    architectures: [amd64]\n    keyring: {keyring}\n    mode: packages\n    packages: [{pkg}]\n"
                  + base)  # fmt: skip
-    env = {**os.environ, "XDG_CONFIG_HOME": str(work / "config")}
+    env = {**os.environ, "XDG_CONFIG_HOME": str(work / "config"), "GAPCACHE_BOOTSTRAP": "0"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     g, a = [], []
     ours = theirs = 0
     for n in range(rounds):
@@ -113,6 +118,8 @@ def main() -> None:
     ap.add_argument("--kib", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--debian", action="store_true")
+    ap.add_argument("--no-serve", action="store_true", help="skip the InRelease requests/s comparison")
+    ap.add_argument("--src", type=Path, help="run the gapcache package under this directory")
     args = ap.parse_args()
     need("aptly", "nginx", "wrk", "dpkg-deb", "apt-ftparchive", "gpg")
     work = REPO / "bench/out/apt"
@@ -121,24 +128,27 @@ def main() -> None:
     rows = []
     with nginx(www.parent, work / "nginx") as port:
         url = f"http://127.0.0.1:{port}/bench"
-        g, a, ours, theirs = compare(work / "local", url, "stable", keyring, "bench0000", args.rounds)
+        g, a, ours, theirs = compare(work / "local", url, "stable", keyring, "bench0000", args.rounds, args.src)
         rows.append((f"subset of {args.deps + 1} of {args.packages} debs ({total / 2**20:.0f} MiB repo), best of "
                      f"{args.rounds}", f"{g:.2f} s ({ours} debs)", f"aptly mirror create+update: {a:.2f} s "
                      f"({theirs} debs)", f"time ratio {g / a:.2f} (≤ 1 is better)"))  # fmt: skip
-        ng = wrk(f"{url}/dists/stable/InRelease", 10)
+        ng = 0.0 if args.no_serve else wrk(f"{url}/dists/stable/InRelease", 10)
     if args.debian:
         src = host_debian_source()
         if src is not None:
             deb_keyring = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
-            g, a, ours, theirs = compare(work / "debian", src[0], src[1], deb_keyring, "jq", 1)
+            g, a, ours, theirs = compare(work / "debian", src[0], src[1], deb_keyring, "jq", 1, args.src)
             rows.append((f"jq from {src[0]} {src[1]} (amd64; network, 1 round)", f"{g:.2f} s ({ours} debs)",
                          f"aptly mirror create+update: {a:.2f} s ({theirs} debs: no `base:`, so libc6 and its "
                          "closure too)", f"time ratio {g / a:.2f}"))  # fmt: skip
+    if args.no_serve:
+        print(table("apt repositories", rows))
+        return
     m = work / "serve.yaml"
     with nginx(www.parent, work / "nginx2") as port:
         m.write_text(f"format: 1\napt:\n  - id: bench\n    url: http://127.0.0.1:{port}/bench\n    suites: [stable]\n"
                      f"    components: [main]\n    keyring: {keyring}\n")  # fmt: skip
-        env = {**os.environ, "XDG_CONFIG_HOME": str(work / "config")}
+        env = {**os.environ, "XDG_CONFIG_HOME": str(work / "config"), "GAPCACHE_BOOTSTRAP": "0"}
         subprocess.run([PY, "-m", "gapcache", "build", "-f", str(m), "-o", str(work / "full.tar"), "--store",
                         str(work / "st-full"), "-q"], check=True, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
     shutil.rmtree(work / "root", ignore_errors=True)

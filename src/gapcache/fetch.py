@@ -1,12 +1,13 @@
 """The one downloader. Nothing else in gapcache opens a connection to an upstream.
 
-- parallel (``concurrency`` transfers at once, one aiohttp session with pooled connections);
+- parallel (``concurrency`` transfers at once, within one item too: :meth:`Downloader.fetch_many`), one
+  aiohttp session with pooled connections, ``trust_env`` (proxies, ~/.netrc) only when there are any;
 - retries with exponential backoff, only for transient failures: connection errors and resets,
   timeouts, a body cut short, 5xx, 408, and 429 (honouring ``Retry-After``);
 - resume: bytes already received sit in ``tmp/partial-<key>``; the next attempt (in this run or
   after a crash) asks for the rest with ``Range`` and continues the hash where it stopped;
-- builds sharing a store: ``partial-<key>`` is written only under a ``flock`` on ``partial-<key>.lock``
-  (dropped by the kernel on kill -9); another build waits, then takes the blob from the store;
+- builds sharing a store: ``partial-<key>`` is written only under a ``flock`` on ``partial-<key>.lock`` (gone
+  on kill -9); another build waits for it (a pinned blob ≤ 256 KiB no build holds: a private file, no lock);
 - every byte hashed while streaming; a blob enters the store only if its sha256 matched;
 - a blob already in the store is never downloaded again; for URLs without a pinned digest the
   last ETag/Last-Modified is kept so a re-run asks with ``If-None-Match``/``If-Modified-Since``;
@@ -25,7 +26,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -38,7 +39,7 @@ from .auth import Auth, answer_401
 from .clienttls import ClientTls
 from .errors import DigestMismatch, DiskFull, FetchError, HTTPStatusError
 from .fileurl import read_if_file
-from .httpmeta import content_range_start, describe_error, parse_retry_after
+from .httpmeta import content_range_start, describe_error, env_matters, one_read, parse_retry_after, validator_of
 from .progress import NullProgress, Progress
 from .sources import SourceJournal
 from .store import CHUNK, Store, check_space, hash_chunks, lock_file, read_range, try_lock, unlock_file
@@ -113,26 +114,22 @@ class Downloader:
         self.read_only = read_only  # metadata only (a plan): nothing is written into the store
         self.lock_wait = lock_wait  # how long to wait for another build's download of the same blob
         self.concurrency = concurrency
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self.max_retry_after = max_retry_after
         self.timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout)
         self.progress: Progress = progress or NullProgress()
-        self.auth = auth
-        self.sleep = sleep
+        self.auth, self.sleep = auth, sleep
         self._sem = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Future[FetchResult]] = {}
-        self._shown: dict[str, int] = {}
-        self._challenged: dict[str, int] = {}
+        self._shown, self._challenged = dict[str, int](), dict[str, int]()  # bytes shown per label; 401s per URL
 
     async def __aenter__(self) -> Downloader:
         connector = aiohttp.TCPConnector(limit=self.concurrency * 2, limit_per_host=0, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,
-            trust_env=True,  # proxies and ~/.netrc on the connected side
+            trust_env=env_matters(),  # proxies and ~/.netrc on the connected side (when there are any)
             auto_decompress=False,  # bytes are hashed exactly as the upstream stores them
             headers={"User-Agent": "gapcache", "Accept-Encoding": "identity"},
         )
@@ -190,6 +187,27 @@ class Downloader:
             raise
         finally:
             del self._inflight[key]
+
+    async def fetch_many(self, jobs: Sequence[FetchJob]) -> list[FetchResult]:
+        """:meth:`fetch` every job (one item's artifacts), up to ``concurrency`` at once; results in the
+        jobs' order. The first failure cancels the rest and is raised."""
+        if len(jobs) < 2:  # one file of a files manifest: no worker task
+            return [await self.fetch(job) for job in jobs]
+        results: list[FetchResult | None] = [None] * len(jobs)
+        todo = iter(enumerate(jobs))
+
+        async def worker() -> None:
+            for i, job in todo:  # one shared iterator: no task per job (100,000 packages, bounded memory)
+                results[i] = await self.fetch(job)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(jobs)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        return [r for r in results if r is not None]
 
     async def head_size(self, url: str) -> int | None:
         """Size of ``url`` from a HEAD request (None when the upstream does not say)."""
@@ -310,6 +328,9 @@ class Downloader:
     async def _download(self, job: FetchJob, label: str) -> FetchResult:
         partial = self.store.tmp / f"partial-{_key(job.url, job.digest or '')}"
         lock, delay, waited = partial.with_name(partial.name + ".lock"), 0.02, False
+        if job.digest and (job.size or READ_CHUNK + 1) <= READ_CHUNK and not lock.exists():  # pinned, one read,
+            # no build at it: no lock file (2 of its 4 file-system operations); two starting at once each fetch it
+            return await self._download_locked(job, label, partial.with_name(f"local-{os.getpid()}-{partial.name[8:]}"))
         give_up = time.monotonic() + self.lock_wait
         while (fd := lock_file(lock)) is None:  # another build sharing the store is fetching it
             waited = True
@@ -330,10 +351,7 @@ class Downloader:
                 unlock_file(lock, fd)
 
     async def _download_locked(self, job: FetchJob, label: str, partial: Path) -> FetchResult:
-        fruitless = 0  # attempts in a row that received nothing
-        total_attempts = 0
-        restarted = False
-        transferred = 0
+        fruitless, total_attempts, restarted, transferred = 0, 0, False, 0  # fruitless: in a row, nothing received
         while True:
             total_attempts += 1
             try:
@@ -361,7 +379,8 @@ class Downloader:
     async def _attempt(self, job: FetchJob, label: str, partial: Path) -> tuple[FetchResult, int]:
         challenged = self._challenged.get(job.url, 0) >= 3  # tokens expire: a few fresh ones per URL
         h = hashlib.sha256()
-        offset = partial.stat().st_size if partial.exists() else 0
+        had_partial = partial.exists()
+        offset = partial.stat().st_size if had_partial else 0
         validator_file = partial.with_name(partial.name + ".validator")
         validator = validator_file.read_text() if offset and validator_file.exists() else None
         if offset and job.digest is None and not validator:
@@ -407,14 +426,19 @@ class Downloader:
                     mode = "ab"
                 else:
                     offset, h, mode = 0, hashlib.sha256(), "wb"
-                    _write_validator(validator_file, resp)
+                    # a resume after a crash needs it; a body of one read is never resumed (saves 2 file ops)
+                    small = one_read(resp.status, resp.content_length, READ_CHUNK)
+                    if value := "" if small else validator_of(resp.headers):
+                        validator_file.write_text(value)
+                    elif had_partial:
+                        validator_file.unlink(missing_ok=True)
                 # what the display shows for this item always equals the bytes on disk
                 self.progress.advance(label, offset - self._shown.get(label, 0))
                 self._shown[label] = offset
                 limit = job.size
                 if resp.content_length is not None and resp.content_length > CHUNK:
                     check_space(self.store.tmp, resp.content_length)  # smaller ones fit in the margin
-                with open(partial, mode) as f:
+                with open(partial, mode, buffering=0) as f:  # chunks of up to READ_CHUNK: no buffer
                     async for chunk in resp.content.iter_chunked(READ_CHUNK):
                         f.write(chunk)
                         h.update(chunk)
@@ -454,7 +478,8 @@ class Downloader:
             _drop_partial(partial)
             raise FetchError(job.url, f"size mismatch: expected {job.size} bytes, got {size}")
         self.store.commit(partial, digest, durable=False)  # made durable by Store.sync() after the batch
-        partial.with_name(partial.name + ".validator").unlink(missing_ok=True)
+        if not one_read(resp.status, resp.content_length, READ_CHUNK):  # else none was written, nor left
+            partial.with_name(partial.name + ".validator").unlink(missing_ok=True)
         if job.digest is None:
             record = {"url": job.url, "digest": digest, "size": size}
             if resp.headers.get("ETag"):
@@ -468,16 +493,6 @@ class Downloader:
 def _drop_partial(partial: Path) -> None:
     partial.unlink(missing_ok=True)
     partial.with_name(partial.name + ".validator").unlink(missing_ok=True)
-
-
-def _write_validator(path: Path, resp: aiohttp.ClientResponse) -> None:
-    """Remember what identifies this response (a strong ETag, else Last-Modified) for a resume."""
-    etag = resp.headers.get("ETag", "")
-    value = etag if etag and not etag.startswith("W/") else resp.headers.get("Last-Modified", "")
-    if value:
-        path.write_text(value)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _hash_into(h: hashlib._Hash, path: Path) -> None:

@@ -50,24 +50,47 @@ def parse_repomd(data: bytes) -> dict[str, tuple[str, str, int | None]]:
     return out
 
 
+_C = "{http://linux.duke.edu/metadata/common}"
+_PKG, _NAME, _ARCH, _VERSION, _CHECKSUM, _LOCATION, _SIZE = (
+    _C + t for t in ("package", "name", "arch", "version", "checksum", "location", "size")
+)
+_FIELDS = {_NAME, _ARCH, _VERSION, _CHECKSUM, _LOCATION, _SIZE}
+_FEED = 1 << 20
+
+
 def parse_primary(xml: bytes) -> list[Pkg]:
-    """Packages from an uncompressed primary.xml."""
-    root = ET.fromstring(xml)
-    pkgs = []
-    for p in root.findall("common:package", NS):
-        v = p.find("common:version", NS)
-        cs = p.find("common:checksum", NS)
-        loc = p.find("common:location", NS)
-        size = p.find("common:size", NS)
-        if v is None or cs is None or loc is None or size is None:
-            continue
-        if cs.get("type") != "sha256":
-            raise GapcacheError(f"primary: {p.findtext('common:name', '', NS)} has a {cs.get('type')} checksum")
-        epoch = v.get("epoch") or "0"
-        evr = f"{epoch}:{v.get('ver')}-{v.get('rel')}" if epoch != "0" else f"{v.get('ver')}-{v.get('rel')}"
-        pkgs.append(Pkg(str(p.findtext("common:name", "", NS)), str(p.findtext("common:arch", "", NS)), evr,
-                        str(loc.get("href")), str(cs.text).strip(), int(size.get("package") or 0)))  # fmt: skip
+    """Packages from an uncompressed primary.xml, fed to the parser 1 MiB at a time: each
+    ``<package>`` read in one pass over its children (no path search per field) and dropped, so a
+    60,000-package primary never stands as one tree."""
+    pkgs: list[Pkg] = []
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("end",))
+    for at in range(0, len(xml), _FEED):
+        parser.feed(xml[at : at + _FEED])
+        _drain(parser, pkgs)
+    parser.close()
+    _drain(parser, pkgs)
     return pkgs
+
+
+def _drain(parser: ET.XMLPullParser[ET.Element], pkgs: list[Pkg]) -> None:
+    for event in parser.read_events():
+        if isinstance(p := event[-1], ET.Element) and p.tag == _PKG:
+            f = {c.tag: c for c in p if c.tag in _FIELDS}
+            if all(t in f for t in (_VERSION, _CHECKSUM, _LOCATION, _SIZE)):
+                pkgs.append(_package(f))
+            p.clear()
+
+
+def _package(f: dict[str, ET.Element]) -> Pkg:
+    name = f[_NAME].text or "" if _NAME in f else ""
+    v, cs = f[_VERSION], f[_CHECKSUM]
+    if cs.get("type") != "sha256":
+        raise GapcacheError(f"primary: {name} has a {cs.get('type')} checksum")
+    epoch = v.get("epoch") or "0"
+    evr = f"{epoch}:{v.get('ver')}-{v.get('rel')}" if epoch != "0" else f"{v.get('ver')}-{v.get('rel')}"
+    arch = f[_ARCH].text or "" if _ARCH in f else ""
+    href, size = str(f[_LOCATION].get("href")), int(f[_SIZE].get("package") or 0)
+    return Pkg(name, arch, evr, href, str(cs.text).strip(), size)
 
 
 def decompress(data: bytes, href: str) -> bytes:
