@@ -65,7 +65,8 @@ class YumRepo(BaseModel):
     def _tls_files(self) -> YumRepo:
         if self.sslclientkey is not None and self.sslclientcert is None:
             raise ValueError(f"{self.id}: sslclientkey needs sslclientcert")
-        if all(Path(p).is_absolute() for p in self.tls_files().values()):  # relative: see with_base_dir
+        files = self.tls_files()
+        if files and all(Path(p).is_absolute() for p in files.values()):  # relative: see with_base_dir
             check_tls_files(self)
         return self
 
