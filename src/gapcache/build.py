@@ -7,19 +7,22 @@ import contextlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from .archive import PackResult, lock_path_beside, pack
 from .auth import Auth
 from .errors import DiskFull, EnvironmentProblem, Failure, describe
 from .fetch import Downloader, FetchJob
 from .kinds import KINDS, ResolveContext
-from .kinds.bootstrap import BootstrapOptions
-from .lock import GENERATED, Artifact, Item, Lock
+from .lock import GENERATED, Artifact, Item, Lock, share_fields_set
 from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .scratch import check_scratch
 from .signing import fingerprint, load_private_key, sig_path, sign
 from .store import Store, atomic_write, check_space, lock_file, unlock_file
+
+if TYPE_CHECKING:  # the bootstrap kind (and the Python kind under it) is loaded only when used
+    from .kinds.bootstrap import BootstrapOptions
 
 
 def _default_auth() -> Auth:
@@ -128,8 +131,10 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
             for a in i.artifacts
             if a.source != GENERATED and not (a.digest and store.has(a.digest, a.size))
         }
-        check_space(opts.store, sum(missing.values()))
-        opts.progress.begin("fetch", sum(len(i.artifacts) for i in items), sum(missing.values()) or None)
+        needed = sum(missing.values())
+        del missing  # 100,000 entries: not kept through the build
+        check_space(opts.store, needed)
+        opts.progress.begin("fetch", sum(len(i.artifacts) for i in items), needed or None)
         try:
             fetched, fetch_failures, transferred = await _fetch_all(dl, items)
         except DiskFull:
@@ -237,10 +242,28 @@ def name_collisions(items: list[Item]) -> list[str]:
     ]
 
 
-async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], list[Failure], int]:
-    transferred = 0
+M = TypeVar("M", Artifact, Item)
 
-    async def one(item: Item) -> Item | Failure:
+
+def _copy(model: M, **update: object) -> M:
+    """``model_copy`` sharing the copy's set of field names (lock.share_fields_set: ~230 bytes each)."""
+    copied = model.model_copy(update=update)
+    share_fields_set(copied)
+    return copied
+
+
+async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], list[Failure], int]:
+    """Fetch every artifact of ``items``; returns the fetched items (in order), the failures and the
+    bytes transferred.
+
+    A bounded pool of workers takes the items from one shared iterator (the downloader's own limit
+    still bounds the transfers): no task, job or result is kept per item (100,000 files), and each
+    item is replaced in ``items`` by its fetched copy (the same object when nothing changed)."""
+    transferred = 0
+    failed: dict[int, Failure] = {}
+    todo = iter(enumerate(items))
+
+    async def one(item: Item) -> Item:
         nonlocal transferred
         arts: list[Artifact] = []
         for art in item.artifacts:
@@ -250,26 +273,31 @@ async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], lis
             # a JSON document type (OCI/Docker manifests and indexes) is asked for by its media type:
             # a registry answers a manifest request by Accept (404, or a conversion, otherwise)
             accept = art.media_type if art.media_type.endswith("+json") else None
-            job = FetchJob(art.source, art.digest, art.size, label=art.path, accept=accept)
+            res = await dl.fetch(FetchJob(art.source, art.digest, art.size, label=art.path, accept=accept))
+            transferred += res.transferred
+            same = res.digest == art.digest and res.size == art.size
+            arts.append(art if same else _copy(art, digest=res.digest, size=res.size))
+        if all(a is b for a, b in zip(arts, item.artifacts, strict=True)):
+            return item
+        return _copy(item, artifacts=arts)
+
+    async def worker() -> None:
+        for n, item in todo:
             try:
-                res = await dl.fetch(job)
+                items[n] = await one(item)
             except EnvironmentProblem:
                 raise
             except Exception as exc:
-                return Failure(f"{item.kind} {item.name}", describe(exc))
-            transferred += res.transferred
-            arts.append(art.model_copy(update={"digest": res.digest, "size": res.size}))
-        return item.model_copy(update={"artifacts": arts})
+                failed[n] = Failure(f"{item.kind} {item.name}", describe(exc))
 
-    tasks = [asyncio.ensure_future(one(i)) for i in items]
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(len(items), max(4 * dl.concurrency, 32)))]
     try:
-        results = await asyncio.gather(*tasks)
+        await asyncio.gather(*workers)
     except BaseException:
-        for t in tasks:
+        for t in workers:
             t.cancel()
         with contextlib.suppress(BaseException):
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*workers, return_exceptions=True)
         raise
-    ok = [r for r in results if isinstance(r, Item)]
-    failed = [r for r in results if isinstance(r, Failure)]
-    return ok, failed, transferred
+    ok = [item for n, item in enumerate(items) if n not in failed]
+    return ok, [failed[n] for n in sorted(failed)], transferred

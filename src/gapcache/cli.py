@@ -19,42 +19,47 @@ from .names import FILES_PREFIX
 DEFAULT_ROOT = Path("/opt/deepops")
 
 
-def _lock_rows(lock: Any) -> list[tuple[str, str, int]]:
-    rows = []
-    for item in lock.items:
-        rows.append((item.kind, item.name, sum(a.size or 0 for a in item.artifacts)))
-    return rows
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
-    from .archive import read_head, resolve_parts
+    """Rows are printed as the lock is read, a batch of items at a time (lock.LockScan): no model per
+    item is kept, so a 100,000-item archive lists in bounded memory. A lock found bad part-way
+    fails (exit 2) after the rows read so far."""
+    from .lock import LockScan, read_lock_bytes
 
     if args.archive:
-        head = read_head(resolve_parts([Path(args.archive)])[0])
-        lock = head.lock
+        from .archive import ArchiveReader, resolve_parts
+
+        with ArchiveReader(resolve_parts([Path(args.archive)])[0], parse=False) as r:
+            head = r.head
+        scan = LockScan(head.lock_bytes, f"{args.archive}: lock")
         title = f"{args.archive}{' (differential)' if head.since else ''}"
         set_lines: list[str] = []
-        of_item: dict[tuple[str, str], str] = {}
+        set_of = cli_sets.no_sets
     else:
         from .root import Root
 
-        lock = Root(Path(args.root)).current_lock()
-        set_lines, of_item = cli_sets.served_listing(args.root)
+        root = Root(Path(args.root))
+        path = root.locks / root.current_name()
+        scan = LockScan(read_lock_bytes(path), str(path))
+        set_lines, set_of = cli_sets.served_listing(args.root)
         title = f"{args.root} (served: {len(set_lines)} set(s))"
-    rows = _lock_rows(lock)
-    if args.json:
-        out = [
-            {"kind": k, "name": n, "size": s} | ({"set": of_item[k, n]} if (k, n) in of_item else {})
-            for k, n, s in rows
-        ]
-        _print(json.dumps(out, indent=1))
+    rows = ((i.kind, i.name, sum(a.size or 0 for a in i.artifacts)) for i in scan.items())
+    if args.json:  # the bytes json.dumps(rows, indent=1) gives, one row at a time
+        out = sys.stdout
+        sep = "[\n "
+        for k, n, s in rows:
+            name = set_of(k, n)
+            doc = {"kind": k, "name": n, "size": s} | ({"set": name} if name is not None else {})
+            out.write(sep + json.dumps(doc, indent=1).replace("\n", "\n "))
+            sep = ",\n "
+        out.write("[]\n" if sep.startswith("[") else "\n]\n")
+        out.flush()
         return 0
     _print(title)
     for line in set_lines:
         _print(line)
     for kind, name, size in rows:
-        _print(f"{kind:6} {human_bytes(size):>10}  {name}")
-    _print(f"{len(rows)} item(s), {len(lock.blobs())} blob(s), {human_bytes(lock.total_size())}")
+        sys.stdout.write(f"{kind:6} {human_bytes(size):>10}  {name}\n")
+    _print(f"{scan.count} item(s), {len(scan.blobs)} blob(s), {human_bytes(scan.total_size())}")
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace) -> int:
     """``gapcache load [--add] [--name NAME] ARCHIVE…``."""
     from . import sets
-    from .archive import archive_set, read_head
+    from .archive import ArchiveHead
     from .progress import make_progress
     from .root import Root
 
@@ -51,9 +52,12 @@ def load(args: argparse.Namespace) -> int:
         )
         return 0
     name = sets.check_name(name) if name else sets.set_name(archives)  # a bad name fails before loading
-    parts = archive_set(archives).parts
-    dropped = sets.dropped_by(root, read_head(parts[0]).lock) if parts and parts[0].is_file() else []
-    result = root.load(archives, progress, verify_keys=keys)
+    dropped: list[tuple[sets.LoadedSet, list[str]]] = []
+
+    def before(head: ArchiveHead) -> None:  # the lock is checked; nothing is written yet
+        dropped.extend(sets.dropped_by(root, head))
+
+    result = root.load(archives, progress, verify_keys=keys, before=before)
     sets.record_plain_load(root, archives, result, name)
     _repaired(args.root, result.repaired)
     if result.already_loaded:
@@ -76,20 +80,32 @@ def _repaired(root: str, digests: list[str]) -> None:
         _err(f"{root}: blob {digest} was corrupt in the root; restored from the archive")
 
 
-def served_listing(root_dir: str) -> tuple[list[str], dict[tuple[str, str], str]]:
-    """``ls --root``: a line per served set, and the set each item (kind, name) comes from."""
-    from .lock import read_lock
+def _no_set(kind: str, name: str) -> str | None:
+    return None
+
+
+no_sets: Callable[[str, str], str | None] = _no_set  # ``ls ARCHIVE``: no item comes from a served set
+
+
+def served_listing(root_dir: str) -> tuple[list[str], Callable[[str, str], str | None]]:
+    """``ls --root``: a line per served set, and the set an item (kind, name) comes from. With one
+    set that is every item, and no lock is read; with several, each set's lock is scanned once for
+    its items' names (lock.LockScan: no model per item kept)."""
+    from .lock import scan_lock_file
     from .root import Root
     from .sets import served_sets
 
     root = Root(Path(root_dir))
-    lines: list[str] = []
-    of_item: dict[tuple[str, str], str] = {}
-    for m in served_sets(root):
-        lines.append(f"set {m.name:20} {human_bytes(m.size):>10}  loaded {m.loaded}  lock {m.lock[:16]}")
-        for item in read_lock(root.locks / m.lock).items:
-            of_item.setdefault((item.kind, item.name), m.name)
-    return lines, of_item
+    members = served_sets(root)
+    lines = [f"set {m.name:20} {human_bytes(m.size):>10}  loaded {m.loaded}  lock {m.lock[:16]}" for m in members]
+    if len(members) == 1:
+        only = members[0].name
+        return lines, lambda kind, name: only
+    of_item: dict[str, str] = {}
+    for m in members:
+        for key in scan_lock_file(root.locks / m.lock, keys=True).keys:
+            of_item.setdefault(key, m.name)
+    return lines, lambda kind, name: of_item.get(f"{kind}\0{name}")
 
 
 def cmd_remove(args: argparse.Namespace) -> int:

@@ -9,10 +9,12 @@ JSON, sorted keys, items sorted, no timestamps: the same inputs give the same by
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import sys
 import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ _FIELDS_SETS: dict[type, list[set[str]]] = {}
 _PLAIN_PATH = re.compile(r"(?:(?!\.\.?/)[\w.+~@%=,:-]+/)*(?!\.\.?\Z)[\w.+~@%=,:-]+", re.ASCII)
 
 
-def _share_fields_set(model: BaseModel) -> None:
+def share_fields_set(model: BaseModel) -> None:
+    """Let ``model`` use a set of field names equal to its own that another model of its type already has."""
     fields = model.__pydantic_fields_set__
     shared = _FIELDS_SETS.setdefault(type(model), [])
     for candidate in shared:
@@ -81,9 +84,12 @@ class Artifact(BaseModel):
 
     @model_validator(mode="after")
     def _compact(self) -> Artifact:
-        _share_fields_set(self)
+        share_fields_set(self)
         self.__dict__["media_type"] = sys.intern(self.media_type)
         return self
+
+
+_NOTHING_RESOLVED: dict[str, Any] = {}  # never changed: items are frozen, their dicts only read
 
 
 class Item(BaseModel):
@@ -99,9 +105,11 @@ class Item(BaseModel):
 
     @model_validator(mode="after")
     def _compact(self) -> Item:
-        _share_fields_set(self)
+        share_fields_set(self)
         d = self.__dict__
         d["kind"] = sys.intern(self.kind)
+        if not self.resolved:
+            d["resolved"] = _NOTHING_RESOLVED  # one empty dict for every item that has nothing resolved
         url = self.request.get("url")
         for art in self.artifacts:  # one string where the name is the path and the URL the source
             if art.path == self.name:
@@ -143,7 +151,11 @@ class Lock(BaseModel):
     @classmethod
     def build(cls, items: list[Item]) -> Lock:
         ordered = sorted(items, key=lambda i: (i.kind, i.name))
-        ordered = [i.model_copy(update={"artifacts": sorted(i.artifacts, key=lambda a: a.path)}) for i in ordered]
+        for n, item in enumerate(ordered):  # a copy only of an item whose artifacts are not in order
+            arts = item.artifacts
+            if any(arts[k].path > arts[k + 1].path for k in range(len(arts) - 1)):
+                ordered[n] = item.model_copy(update={"artifacts": sorted(arts, key=lambda a: a.path)})
+                share_fields_set(ordered[n])
         return cls(items=ordered)
 
     def artifacts(self) -> list[Artifact]:
@@ -152,10 +164,11 @@ class Lock(BaseModel):
     def blobs(self) -> dict[str, int]:
         """Every distinct digest with its size, sorted by digest."""
         out: dict[str, int] = {}
-        for a in self.artifacts():
-            assert a.digest is not None and a.size is not None
-            out[a.digest] = a.size
-        return dict(sorted(out.items()))
+        for item in self.items:  # no list of every artifact, no list of (digest, size) pairs to sort
+            for a in item.artifacts:
+                assert a.digest is not None and a.size is not None
+                out[a.digest] = a.size
+        return {d: out[d] for d in sorted(out)}
 
     def total_size(self) -> int:
         return sum(self.blobs().values())
@@ -167,14 +180,17 @@ class Lock(BaseModel):
             return (
                 json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
             ).encode()
-        parts = [f'{{\n "format": {json.dumps(self.format)},\n "items": [\n  '.encode()]
+        # BytesIO grows one buffer in place and getvalue() hands it over without a copy: one lock's
+        # worth of memory at the peak (a list of parts joined would hold it twice: 2 x 57 MB at 100,000).
+        out = io.BytesIO()
+        out.write(f'{{\n "format": {json.dumps(self.format)},\n "items": [\n  '.encode())
         for n, item in enumerate(self.items):
             text = json.dumps(item.model_dump(mode="json"), sort_keys=True, indent=1, ensure_ascii=False)
             if n:
-                parts.append(b",\n  ")
-            parts.append(text.replace("\n", "\n  ").encode())  # JSON strings never hold a raw newline
-        parts.append(b"\n ]\n}\n")
-        return b"".join(parts)
+                out.write(b",\n  ")
+            out.write(text.replace("\n", "\n  ").encode())  # JSON strings never hold a raw newline
+        out.write(b"\n ]\n}\n")
+        return out.getvalue()
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_bytes()).hexdigest()
@@ -182,6 +198,81 @@ class Lock(BaseModel):
 
 _PARSED: weakref.WeakValueDictionary[tuple[int, str], Lock] = weakref.WeakValueDictionary()
 _LAST: list[Lock | None] = [None]  # the last one parsed stays (``load`` reads the head, drops it, loads)
+
+
+class LockScan:
+    """One pass over a lock's bytes with bounded memory: its items validated ``_BATCH`` at a time and
+    let go, keeping only what is asked — every blob's size (always), the items' ``kind\0name`` keys
+    (``keys``), the artifacts whose path ``select`` accepts (``selected``: path → (digest, size)).
+
+    The checks are :func:`parse_lock`'s (schema, digests, every artifact pinned, one blob per path;
+    a bad lock raises :class:`~gapcache.errors.GapcacheError` naming what is wrong), so a command that
+    needs only these facts (``load``, ``verify``, ``ls``) never holds 100,000 models at once.
+    :meth:`items` yields each item as soon as its batch is valid (the whole-lock checks end when the
+    last one is given); :meth:`run` consumes them.
+    """
+
+    def __init__(self, data: bytes, source: str, *, keys: bool = False, select: Callable[[str], bool] | None = None):
+        self.data, self.source = data, source
+        self.want_keys, self.select = keys, select
+        self.blobs: dict[str, int] = {}
+        self.keys: set[str] = set()
+        self.selected: dict[str, tuple[str, int]] = {}
+        self.count = 0
+        self._paths: dict[str, str] = {}
+        self.done = False
+
+    def run(self) -> LockScan:
+        if not self.done:
+            for _ in self.items():
+                pass
+        return self
+
+    def total_size(self) -> int:
+        return sum(self.blobs.values())
+
+    def _batches(self) -> Iterator[list[Item]]:
+        cached = _PARSED.get((len(self.data), hashlib.sha256(self.data).hexdigest()))
+        if cached is not None:
+            yield cached.items
+            return
+        if not _layout_ok(self.data):
+            yield _parse_whole(self.data, self.source).items
+            return
+        adapter, given = _adapter(), 0
+        try:
+            for chunk in _chunks(self.data):
+                batch = adapter.validate_json(chunk)
+                given += len(batch)
+                yield batch
+        except ValidationError:
+            yield _parse_explained(self.data, self.source).items[given:]
+
+    def items(self) -> Iterator[Item]:
+        blobs, paths, sel = self.blobs, self._paths, self.select
+        for batch in self._batches():
+            for item in batch:
+                self.count += 1
+                if self.want_keys:
+                    self.keys.add(f"{item.kind}\0{item.name}")
+                for art in item.artifacts:
+                    if art.digest is None or art.size is None:
+                        raise GapcacheError(
+                            f"{self.source}: invalid lock: {item.kind} {item.name}: artifact {art.path} has no "
+                            "digest or size"
+                        )
+                    digest = art.digest
+                    blobs[digest] = art.size
+                    if paths.setdefault(art.path, digest) != digest:
+                        raise GapcacheError(
+                            f"{self.source}: invalid lock: path {art.path} is claimed by two different blobs"
+                        )
+                    if sel is not None and sel(art.path):
+                        self.selected[art.path] = (digest, art.size)
+                yield item
+        self._paths = {}
+        self.blobs = dict(sorted(blobs.items()))
+        self.done = True
 
 
 def parse_lock(data: bytes, source: str) -> Lock:
@@ -195,13 +286,20 @@ def parse_lock(data: bytes, source: str) -> Lock:
     cached = _PARSED.get(key)
     if cached is not None:
         return cached
+    lock = _parse_whole(data, source)
+    _PARSED[key] = _LAST[0] = lock
+    return lock
+
+
+def _parse_whole(data: bytes, source: str) -> Lock:
     try:  # straight from the bytes (no intermediate dicts): most locks are valid
         lock = _parse_batches(data)
         if lock is None:
             lock = Lock.model_validate_json(data)
     except ValidationError:
         lock = _parse_explained(data, source)
-    _PARSED[key] = _LAST[0] = lock
+    except ValueError as exc:  # check_pinned of a lock validated in batches
+        raise GapcacheError(f"{source}: invalid lock: {exc}") from exc
     return lock
 
 
@@ -212,16 +310,19 @@ _BATCH = 2000
 _ITEMS: TypeAdapter[list[Item]] | None = None
 
 
-def _parse_batches(data: bytes) -> Lock | None:
-    """A lock in the layout :meth:`Lock.to_bytes` writes, validated ``_BATCH`` items at a time (None
-    for any other layout). Validating the whole document at once first builds a tree of all of it
-    (100,000 items: ~130 MB more at the peak, kept by the allocator afterwards)."""
+def _adapter() -> TypeAdapter[list[Item]]:
     global _ITEMS
-    if not (data.startswith(_HEAD) and data.endswith(_TAIL)):
-        return None
     if _ITEMS is None:
         _ITEMS = TypeAdapter(list[Item])
-    items: list[Item] = []
+    return _ITEMS
+
+
+def _layout_ok(data: bytes) -> bool:
+    return data.startswith(_HEAD) and data.endswith(_TAIL)
+
+
+def _chunks(data: bytes) -> Iterator[bytes]:
+    """The items of a lock in :meth:`Lock.to_bytes`'s layout as JSON arrays of ``_BATCH`` items."""
     start, end = len(_HEAD) - 4, len(data) - len(_TAIL) + 4  # from the first item's "{" to the last one's "}"
     while start < end:
         cut = start
@@ -230,8 +331,20 @@ def _parse_batches(data: bytes) -> Lock | None:
             if cut < 0:
                 break
         stop = end if cut < 0 else cut + 4  # just after the batch's last "}"
-        items += _ITEMS.validate_json(b"[" + data[start:stop] + b"]")
+        yield b"[" + data[start:stop] + b"]"
         start = end if cut < 0 else stop + 2  # the next item's "{"
+
+
+def _parse_batches(data: bytes) -> Lock | None:
+    """A lock in the layout :meth:`Lock.to_bytes` writes, validated ``_BATCH`` items at a time (None
+    for any other layout). Validating the whole document at once first builds a tree of all of it
+    (100,000 items: ~130 MB more at the peak, kept by the allocator afterwards)."""
+    if not _layout_ok(data):
+        return None
+    adapter = _adapter()
+    items: list[Item] = []
+    for chunk in _chunks(data):
+        items += adapter.validate_json(chunk)
     lock = Lock.model_construct(format=LOCK_FORMAT, items=items)  # the items are validated already
     lock.check_pinned()
     return lock
@@ -257,8 +370,16 @@ def _parse_explained(data: bytes, source: str) -> Lock:
 
 
 def read_lock(path: Path) -> Lock:
+    return parse_lock(read_lock_bytes(path), str(path))
+
+
+def read_lock_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise GapcacheError(f"{path}: cannot read lock: {exc.strerror}") from exc
-    return parse_lock(data, str(path))
+
+
+def scan_lock_file(path: Path, *, keys: bool = False) -> LockScan:
+    """A lock file checked in one bounded pass (:class:`LockScan`, run)."""
+    return LockScan(read_lock_bytes(path), str(path), keys=keys).run()

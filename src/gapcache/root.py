@@ -33,7 +33,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +44,10 @@ from .archive import (
     BlobMember,
     VerifyReport,
     archive_set,
-    bootstrap_members,
     memberindex,
 )
 from .errors import ArchiveError, DiskFull, GapcacheError
-from .lock import Lock, read_lock
+from .lock import Lock, read_lock, scan_lock_file
 from .progress import NullProgress, Progress
 from .signing import TrustedKey, read_detached, trusted_keys
 from .signing import check as check_signature
@@ -58,7 +57,6 @@ from .store import (
     Store,
     atomic_write,
     check_space,
-    fsync_dir,
     hash_chunks,
     hash_file,
     read_range,
@@ -107,12 +105,16 @@ class Root:
         verify_keys: list[Path] | None = None,
         *,
         switch: bool = True,
+        before: Callable[[ArchiveHead], None] | None = None,
     ) -> LoadResult:
         """Load an archive (its parts, or a TOC; lock files beside them are recognised and skipped).
 
         With ``verify_keys`` (``--verify-key``), or any ``*.pub`` in ``keys/``, the archive must carry a
         valid signature by one of those keys (signing.py), checked before anything is written.
-        ``switch=False`` (``load --add``, sets.py) writes the blobs and the lock but leaves ``current``."""
+        ``switch=False`` (``load --add``, sets.py) writes the blobs and the lock but leaves ``current``.
+        ``before(head)`` is called once the lock is checked, before anything is written (``load`` says
+        what the switch stops serving); ``head.scan(keys=True)`` is then already done when ``current`` exists.
+        The lock is read once per part and never held as models (``ArchiveHead.scan``)."""
         progress = progress or NullProgress()
         keys = trusted_keys(self.keys, list(verify_keys or []))
         found = archive_set(archives)
@@ -134,7 +136,7 @@ class Root:
                 check_signature(str(found.toc.path), found.toc.path.read_bytes(), toc_sig, keys)
         created = _missing_dirs(self.path)
         try:
-            return _Load(self, found, progress, keys, switch).run()
+            return _Load(self, found, progress, keys, switch, before).run()
         except BaseException:
             for d in reversed(created):
                 with contextlib.suppress(OSError):
@@ -154,7 +156,7 @@ class Root:
         if not self.current_file.exists() and self.store.blobs.is_dir():
             blobs = {d: self.store.path(d).stat().st_size for d in sorted(self.store.digests())}
         else:
-            blobs = self.current_lock().blobs()
+            blobs = scan_lock_file(self.locks / self.current_name()).blobs  # no model per item kept
         progress.begin("verify", len(blobs), sum(blobs.values()))
         for digest, size in blobs.items():
             path = self.store.path(digest)
@@ -181,8 +183,15 @@ class _Load:
     """One load, all or nothing: everything it creates is listed, and removed if it fails."""
 
     def __init__(
-        self, root: Root, found: ArchiveSet, progress: Progress, keys: list[TrustedKey], switch: bool = True
+        self,
+        root: Root,
+        found: ArchiveSet,
+        progress: Progress,
+        keys: list[TrustedKey],
+        switch: bool = True,
+        before: Callable[[ArchiveHead], None] | None = None,
     ) -> None:
+        self.before = before
         self.keys = keys
         self.switch = switch
         self._held: int | None = None  # the root directory, flocked shared while loading
@@ -192,7 +201,8 @@ class _Load:
         self.toc = found.toc
         self.progress = progress
         self.made: list[Path] = []  # directories this load created
-        self.new_files: list[Path] = []  # blobs, lock written by this load (undone on failure)
+        self.new_files: list[Path] = []  # the lock written by this load (undone on failure)
+        self.new_blobs: list[str] = []  # names (hex) of the blobs this load brought into blobs/
 
     def _mkdir(self, path: Path) -> None:
         for d in _missing_dirs(path):
@@ -225,18 +235,26 @@ class _Load:
         for other in self.root.locks.glob("*.json") if self.root.locks.is_dir() else []:
             if other.name not in ours:
                 with contextlib.suppress(GapcacheError, OSError):
-                    kept |= {d[7:] for d in read_lock(other).blobs()}
+                    kept |= {d[7:] for d in scan_lock_file(other).blobs}
         for f in reversed(self.new_files):
-            if f.name not in kept:
-                f.unlink(missing_ok=True)
+            f.unlink(missing_ok=True)
+        blobs = str(self.store.blobs)
+        for name in reversed(self.new_blobs):
+            if name not in kept:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(blobs, name))
         for d in reversed(self.made):
             with contextlib.suppress(OSError):
                 d.rmdir()
 
     def _run(self) -> LoadResult:
+        # The first part's reader stays open: its blobs are read next, without reading its lock again.
+        with ArchiveReader(self.parts[0], hashing=self.toc is not None, parse=False) as first:
+            return self._run_with(first)
+
+    def _run_with(self, first: ArchiveReader) -> LoadResult:
         root, store, parts = self.root, self.store, self.parts
-        with ArchiveReader(parts[0]) as first:
-            head = first.head
+        head = first.head
         check_signature(str(parts[0]), head.lock_bytes, head.signature, self.keys)
         lock_sha = hashlib.sha256(head.lock_bytes).hexdigest()
         if self.toc is not None and lock_sha != self.toc.lock_sha256:
@@ -245,7 +263,9 @@ class _Load:
                 f"({self.toc.lock_sha256}); nothing was loaded"
             )
         lock_name = lock_sha + ".json"
-        expected = head.lock.blobs()
+        expected = head.scan(keys=self.before is not None and root.current_file.exists()).blobs
+        if self.before is not None:
+            self.before(head)
         if (
             (root.locks / lock_name).is_file()
             and (not self.switch or (root.current_file.is_file() and root.current_name() == lock_name))
@@ -255,16 +275,21 @@ class _Load:
         self._mkdir(root.path)
         self._hold(root.path)  # shared: `gapcache prune` (exclusive) does not run while this loads
         remove_stale(store.tmp, r"load-(?P<pid>\d+)-\w+")  # staging of loads that were killed
-        needed = sum(s for d, s in expected.items() if not store.has(d, s))
+        self._mkdir(store.blobs)
+        present = set(os.listdir(store.blobs))  # one listing, not a stat per blob
+        needed = sum(s for d, s in expected.items() if d[7:] not in present)
         self._mkdir(store.tmp)
         staging = Path(tempfile.mkdtemp(prefix=f"load-{os.getpid()}-", dir=store.tmp))
         staging_fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
         try_lock(staging_fd)  # ours while we live: a later load leaves it alone
+        blobs_fd = os.open(store.blobs, os.O_RDONLY | os.O_DIRECTORY)
         self.progress.begin("load", len(expected), needed)
         try:
             check_space(store.tmp, needed)
-            staged, repaired = self._stage(head, expected, staging)
-            missing = [d for d in expected if d not in staged and not store.has(d, expected[d])]
+            staged, repaired = self._stage(first, expected, present, staging_fd)
+            missing = [
+                d for d in expected if d[7:] not in staged and (d[7:] not in present or not store.has(d, expected[d]))
+            ]
             if missing:
                 what = "a differential archive whose base is not loaded here" if head.since else "incomplete"
                 raise ArchiveError(
@@ -276,14 +301,12 @@ class _Load:
             # then the switch.
             if staged:
                 store.sync()
-            self._mkdir(store.blobs)
-            for digest, path in staged.items():
-                final = store.path(digest)
-                if digest not in repaired and not final.exists():  # only what this load brings in
-                    self.new_files.append(final)
-                os.replace(path, final)
+            for name in staged:
+                if name not in repaired and not _exists(name, blobs_fd):  # only what this load brings in
+                    self.new_blobs.append(name)
+                os.replace(name, name, src_dir_fd=staging_fd, dst_dir_fd=blobs_fd)
             if staged:
-                fsync_dir(store.blobs)
+                os.fsync(blobs_fd)
             self._mkdir(root.locks)
             if not (root.locks / lock_name).exists():
                 self.new_files.append(root.locks / lock_name)
@@ -292,55 +315,62 @@ class _Load:
                 atomic_write(root.current_file, (lock_name + "\n").encode())
         finally:
             self.progress.end()
+            os.close(blobs_fd)
             os.close(staging_fd)
             shutil.rmtree(staging, ignore_errors=True)
             with contextlib.suppress(OSError):
                 store.tmp.rmdir()  # only when empty
-        added = [d for d in staged if d not in repaired]
+        added = [n for n in staged if n not in repaired]
         return LoadResult(
             lock_name,
             len(added),
-            sum(expected[d] for d in added),
+            sum(expected["sha256:" + n] for n in added),
             already_loaded=False,
-            repaired=sorted(repaired),
+            repaired=sorted("sha256:" + n for n in repaired),
             lock_size=sum(expected.values()),
         )
 
-    def _stage(self, head: ArchiveHead, expected: dict[str, int], staging: Path) -> tuple[dict[str, Path], set[str]]:
-        """Hash every blob the root lacks (or holds corrupt) into ``staging``; check each part."""
-        store, progress = self.store, self.progress
-        staged: dict[str, Path] = {}
+    def _stage(
+        self, first: ArchiveReader, expected: dict[str, int], present: set[str], staging_fd: int
+    ) -> tuple[set[str], set[str]]:
+        """Hash every blob the root lacks (or holds corrupt) into the staging directory; check each
+        part. Returns the names (hex) staged and those of them that replace a corrupt blob."""
+        store, progress, head = self.store, self.progress, first.head
+        staged: set[str] = set()
         repaired: set[str] = set()
         toc_sha = {p: sha for p, _, sha in self.toc.parts} if self.toc is not None else {}
-        present = set(os.listdir(store.blobs)) if store.blobs.is_dir() else set()  # one listing, not a stat each
-        for part in self.parts:
-            with ArchiveReader(part, hashing=self.toc is not None) as r:
-                if r.head.lock_bytes != head.lock_bytes:
-                    raise ArchiveError(f"{part}: carries a different lock than {self.parts[0]}")
-                for blob in _blobs(part, r):
-                    if blob.digest not in expected:
+        boot = head.bootstrap()
+        for n, part in enumerate(self.parts):
+            with contextlib.ExitStack() as stack:
+                if n == 0:
+                    r = first
+                else:
+                    r = stack.enter_context(ArchiveReader(part, hashing=self.toc is not None, parse=False))
+                    if r.head.lock_bytes != head.lock_bytes:
+                        raise ArchiveError(f"{part}: carries a different lock than {self.parts[0]}")
+                for blob in _blobs(part, r, boot):
+                    size = expected.get(blob.digest)
+                    if size is None:
                         raise ArchiveError(f"{part}: blob {blob.digest} is not listed in the lock")
-                    if expected[blob.digest] != blob.size:
-                        raise ArchiveError(
-                            f"{part}: blob {blob.digest} has {blob.size} bytes, the lock says {expected[blob.digest]}"
-                        )
-                    if blob.digest in staged:
+                    if size != blob.size:
+                        raise ArchiveError(f"{part}: blob {blob.digest} has {blob.size} bytes, the lock says {size}")
+                    name = blob.digest[7:]
+                    if name in staged:
                         continue
-                    if blob.digest[7:] in present and store.has(blob.digest, blob.size):
+                    if name in present and store.has(blob.digest, blob.size):
                         if hash_file(store.path(blob.digest)) == blob.digest:
                             continue  # already here and sound: the archive's copy is skipped
-                        repaired.add(blob.digest)  # corrupt in the root: this copy replaces it
-                    target = staging / blob.digest[7:]
+                        repaired.add(name)  # corrupt in the root: this copy replaces it
                     progress.start(blob.digest, blob.digest, blob.size)
-                    actual = _write_hashing(target, blob.chunks, progress, blob.digest)
+                    actual = _write_hashing(name, staging_fd, blob.chunks, progress, blob.digest)
                     if actual != blob.digest:
                         progress.finish(blob.digest, False, "corrupt")
                         raise ArchiveError(
                             f"{part}: blob {blob.digest} is corrupt (its content hashes to {actual}); "
                             "nothing was loaded"
                         )
-                    progress.finish(blob.digest, True, "repaired" if blob.digest in repaired else "")
-                    staged[blob.digest] = target
+                    progress.finish(blob.digest, True, "repaired" if name in repaired else "")
+                    staged.add(name)
                 if part in toc_sha and r.file_sha256() != toc_sha[part]:
                     raise ArchiveError(
                         f"{part}: sha256 does not match the table of contents {self.toc.path if self.toc else ''}; "
@@ -349,7 +379,15 @@ class _Load:
         return staged, repaired
 
 
-def _blobs(part: Path, reader: ArchiveReader) -> Iterator[BlobMember]:
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _blobs(part: Path, reader: ArchiveReader, boot: dict[str, tuple[str, int]]) -> Iterator[BlobMember]:
     """The blob members of ``part``. An uncompressed part read without a TOC hash has its headers
     read by memberindex's scanner (a fifth of tarfile's time; on anything but the layout gapcache
     writes it hands over to ArchiveReader, which refuses unsafe members) and each blob by ``pread``."""
@@ -358,7 +396,7 @@ def _blobs(part: Path, reader: ArchiveReader) -> Iterator[BlobMember]:
         return
     fd = os.open(part, os.O_RDONLY)
     try:
-        for digest, _, offset, size in memberindex.scan([part], bootstrap_members(reader.head.lock)):
+        for digest, offset, size in memberindex.iter_part(part, boot):
             yield BlobMember(digest, size, offset, read_range(fd, offset, size, what=f"{part}: blob {digest}"))
     finally:
         os.close(fd)
@@ -376,8 +414,8 @@ def _missing_dirs(path: Path) -> list[Path]:
     return list(reversed(out))
 
 
-def _write_hashing(target: Path, chunks: Iterator[bytes], progress: Progress, key: str) -> str:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+def _write_hashing(name: str, dir_fd: int, chunks: Iterator[bytes], progress: Progress, key: str) -> str:
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE, dir_fd=dir_fd)
     os.fchmod(fd, FILE_MODE)
 
     def write(chunk: bytes) -> None:

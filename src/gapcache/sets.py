@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .archive import archive_set, read_head
+from .archive import ArchiveHead, archive_set, read_head
 from .errors import GapcacheError, UsageError
-from .lock import Item, Lock, read_lock
+from .lock import Item, Lock, LockScan, read_lock, read_lock_bytes
 from .progress import Progress
 from .root import LoadResult, Root
 from .store import atomic_write
@@ -270,19 +270,20 @@ def remove(root: Root, name: str) -> tuple[LoadedSet, str]:
         return gone, _serve(root, rest, _locks(root, rest))
 
 
-def dropped_by(root: Root, new_lock: Lock) -> list[tuple[LoadedSet, list[str]]]:
-    """What a plain load of ``new_lock`` stops serving: each served set with the items (``kind
-    name``) the new lock lacks."""
+def dropped_by(root: Root, new: Lock | ArchiveHead) -> list[tuple[LoadedSet, list[str]]]:
+    """What a plain load of ``new`` (a lock, or an archive's head: its lock scanned, never held as
+    models) stops serving: each served set with the items (``kind name``) the new lock lacks."""
     if not root.current_file.exists():
         return []
-    keep = {(i.kind, i.name) for i in new_lock.items}
+    keep = new.scan(keys=True).keys if isinstance(new, ArchiveHead) else {f"{i.kind}\0{i.name}" for i in new.items}
     out = []
     for m in served_sets(root):
         try:
-            lock = read_lock(root.locks / m.lock)
+            path = root.locks / m.lock
+            scan = LockScan(read_lock_bytes(path), str(path))
+            lost = [f"{i.kind} {i.name}" for i in scan.items() if f"{i.kind}\0{i.name}" not in keep]
         except GapcacheError:
             continue
-        lost = [f"{i.kind} {i.name}" for i in lock.items if (i.kind, i.name) not in keep]
         if lost:
             out.append((m, lost))
     return out

@@ -147,11 +147,35 @@ def scan(parts: list[Path], boot: dict[str, tuple[str, int]] | None = None) -> l
         try:
             out += [(d, n, o, s) for d, o, s in _scan_fast(part, boot or {})]
         except _Unusual:
-            with ArchiveReader(part) as r:
+            with ArchiveReader(part, parse=False) as r:
                 for blob in r.blobs():
                     assert blob.offset is not None
                     out.append((blob.digest, n, blob.offset, blob.size))
     return out
+
+
+def iter_part(part: Path, boot: dict[str, tuple[str, int]] | None = None) -> Iterator[tuple[str, int, int]]:
+    """``(digest, data offset, size)`` of each blob member of one part, as :func:`scan` reads them,
+    one at a time (a load of 100,000 blobs holds no list of them). When the fast scanner meets
+    anything unusual part-way, ArchiveReader reads the part from the start (checking every member)
+    and the members already given are skipped — they must be the same ones."""
+    given: list[str] = []
+    try:
+        for digest, offset, size in _scan_fast(part, boot or {}):
+            yield digest, offset, size
+            given.append(digest)
+    except _Unusual:
+        pass
+    else:
+        return
+    with ArchiveReader(part, parse=False) as r:
+        for n, blob in enumerate(r.blobs()):
+            assert blob.offset is not None
+            if n < len(given):
+                if given[n] != blob.digest:
+                    raise GapcacheError(f"{part}: member {n} read as {given[n]}, then as {blob.digest}")
+                continue
+            yield blob.digest, blob.offset, blob.size
 
 
 def _octal(field: bytes) -> int:

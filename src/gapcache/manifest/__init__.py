@@ -12,6 +12,7 @@ Errors name the file, the line, the entry and what is wrong:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -97,7 +98,13 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when availabl
 
 
 def _compose(text: str) -> tuple[Any, dict[Loc, int]]:
-    """Parse YAML into plain data and remember the line of every node by its path."""
+    """Parse YAML into plain data, and the line of every node by its path — found only when first
+    asked for (a 100,000-entry manifest's node tree costs ~150 MB; see :class:`_Lines`)."""
+    return _load_plain(text), _Lines(text)
+
+
+def _compose_nodes(text: str) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML into plain data and remember the line of every node by its path (the node tree)."""
     node = yaml.compose(text, Loader=_LOADER)
     lines: dict[Loc, int] = {}
     scalars = yaml.SafeLoader("")
@@ -118,6 +125,90 @@ def _compose(text: str) -> tuple[Any, dict[Loc, int]]:
         return scalars.construct_object(n, deep=True)
 
     return walk(node, ()), lines
+
+
+def _load_plain(text: str) -> Any:
+    """The data :func:`_compose` gives (keys as written, no merge keys), built from the parser's
+    events one at a time: no node tree of the whole document is ever held."""
+    resolver: Any = yaml.SafeLoader("")
+    scalars = yaml.SafeLoader("")
+    anchors: dict[str, Any] = {}
+    stack: list[tuple[Any, list[Any]]] = []  # (container, [pending key]) per open collection
+    root: Any = None
+
+    def put(value: Any, anchor: str | None) -> None:
+        nonlocal root
+        if anchor:
+            anchors[anchor] = value
+        if not stack:
+            root = value
+            return
+        container, key = stack[-1]
+        if isinstance(container, list):
+            container.append(value)
+        elif key:
+            container[key.pop()] = value
+        else:
+            raise yaml.YAMLError("a mapping key that is not a plain value (a list or a mapping)")
+
+    documents = 0
+    events: Iterator[Any] = yaml.parse(text, Loader=_LOADER)
+    for ev in events:
+        start: Any = ev.start_mark
+        if isinstance(ev, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                raise yaml.composer.ComposerError(
+                    "expected a single document in the stream", None, "but found another document", start
+                )
+        elif isinstance(ev, yaml.ScalarEvent):
+            if stack and isinstance(stack[-1][0], dict) and not stack[-1][1]:
+                stack[-1][1].append(ev.value)  # a key, as written
+                continue
+            tag = ev.tag
+            if tag is None or tag == "!":
+                tag = resolver.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+            node = yaml.ScalarNode(tag, ev.value, start, start, style=ev.style)
+            put(scalars.construct_object(node, deep=True), ev.anchor)
+        elif isinstance(ev, yaml.AliasEvent):
+            if stack and isinstance(stack[-1][0], dict) and not stack[-1][1]:
+                raise yaml.composer.ComposerError(None, None, "an alias as a mapping key", start)
+            if ev.anchor not in anchors:
+                raise yaml.composer.ComposerError(None, None, f"found undefined alias {ev.anchor!r}", start)
+            put(anchors[ev.anchor], None)
+        elif isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            container: Any = {} if isinstance(ev, yaml.MappingStartEvent) else []
+            put(container, ev.anchor)
+            stack.append((container, []))
+        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            stack.pop()
+    return root
+
+
+class _Lines(dict[Loc, int]):
+    """``{path of a node: its line}``, composed from the text the first time a line is asked for
+    (``get``, ``in``, ``[]``): a manifest without a problem never builds its node tree."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text: str | None = text
+
+    def _all(self) -> None:
+        if self.text is not None:
+            text, self.text = self.text, None
+            self.update(_compose_nodes(text)[1])
+
+    def __contains__(self, loc: object) -> bool:
+        self._all()
+        return super().__contains__(loc)
+
+    def __getitem__(self, loc: Loc) -> int:
+        self._all()
+        return super().__getitem__(loc)
+
+    def get(self, loc: Loc, default: Any = None) -> Any:
+        self._all()
+        return super().get(loc, default)
 
 
 def format_loc(loc: Loc) -> str:
@@ -146,7 +237,10 @@ def parse_manifest(text: str, source: str = "<manifest>", base_dir: Path | None 
     """Validate a manifest. Relative paths in it (``python.requirements_files``) are relative to
     ``base_dir`` (the manifest's folder; default the current directory)."""
     try:
-        data, lines = _compose(text)
+        # Plain data first (no node tree: a 100,000-entry manifest's nodes and marks cost ~150 MB);
+        # the line of every node is found only when there is something to say about one.
+        data = _load_plain(text)
+        lines = _Lines(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source

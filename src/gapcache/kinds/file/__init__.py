@@ -36,24 +36,37 @@ class FileKind:
                 size = await ctx.attempt(self.name, lp, ctx.downloader.head_size(entry.url))
                 if size is None and any(f.item == f"{self.name} {lp}" for f in ctx.failures):
                     return None
-            request = entry.model_dump(exclude_none=True)
-            art = Artifact(
-                path=lp,
-                source=entry.url,
-                digest=f"sha256:{entry.sha256}" if entry.sha256 else None,
-                size=size,
-                media_type=guess_media_type(lp),
-            )
-            return Item(kind=self.name, name=lp, request=request, artifacts=[art])
+            return self._item(entry, size)
 
         seen: set[str] = set()
         unique = []
         for e in section:
-            if e.logical_path() not in seen:
-                seen.add(e.logical_path())
+            lp = e.logical_path()
+            if lp not in seen:
+                seen.add(lp)
                 unique.append(e)
-        results = await asyncio.gather(*(one(e) for e in unique))
+        del seen
+        if not ctx.probe_sizes:  # nothing to wait for: no task per entry (100,000 of them)
+            return [r for r in [self._item(e, None) for e in unique] if r is not None]
+        sem = asyncio.Semaphore(64)  # HEAD probes: bounded, not 100,000 tasks waiting at once
+
+        async def bounded(entry: FileEntry) -> Item | None:
+            async with sem:
+                return await one(entry)
+
+        results = await asyncio.gather(*(bounded(e) for e in unique))
         return [r for r in results if r is not None]
+
+    def _item(self, entry: FileEntry, size: int | None) -> Item:
+        lp = entry.logical_path()
+        art = Artifact(
+            path=lp,
+            source=entry.url,
+            digest=f"sha256:{entry.sha256}" if entry.sha256 else None,
+            size=size,
+            media_type=guess_media_type(lp),
+        )
+        return Item(kind=self.name, name=lp, request=entry.model_dump(exclude_none=True), artifacts=[art])
 
     def publish(self, items: list[Item], store: Store) -> list[Item]:
         return items  # serves exactly what it fetched
