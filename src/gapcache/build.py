@@ -252,6 +252,10 @@ def _copy(model: M, **update: object) -> M:
     return copied
 
 
+def _accept(media_type: str) -> str | None:
+    return media_type if media_type.endswith("+json") else None
+
+
 async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], list[Failure], int]:
     """Fetch every artifact of ``items``; returns the fetched items (in order), the failures and the
     bytes transferred.
@@ -266,14 +270,27 @@ async def _fetch_all(dl: Downloader, items: list[Item]) -> tuple[list[Item], lis
     async def one(item: Item) -> Item:
         nonlocal transferred
         arts: list[Artifact] = []
+        # an item's artifacts (a repository's 1,000 packages, an image's layers) are fetched together,
+        # up to the downloader's concurrency; a JSON document type (OCI/Docker manifests and indexes) is
+        # asked for by its media type: a registry answers a manifest request by Accept
+        jobs = [
+            FetchJob(
+                a.source,
+                a.digest,
+                a.size,
+                label=a.path,
+                accept=a.media_type if a.media_type.endswith("+json") else None,
+            )
+            for a in item.artifacts
+            if a.source != GENERATED
+        ]
+        done = iter(await dl.fetch_many(jobs))
+        del jobs
         for art in item.artifacts:
             if art.source == GENERATED:  # produced by the kind's publish step, not downloaded
                 arts.append(art)
                 continue
-            # a JSON document type (OCI/Docker manifests and indexes) is asked for by its media type:
-            # a registry answers a manifest request by Accept (404, or a conversion, otherwise)
-            accept = art.media_type if art.media_type.endswith("+json") else None
-            res = await dl.fetch(FetchJob(art.source, art.digest, art.size, label=art.path, accept=accept))
+            res = next(done)
             transferred += res.transferred
             same = res.digest == art.digest and res.size == art.size
             arts.append(art if same else _copy(art, digest=res.digest, size=res.size))
