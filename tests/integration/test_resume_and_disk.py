@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,7 +30,12 @@ def _wait_partial(store: Path, at_least: int, proc: subprocess.Popen[str], timeo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "build finished before it could be killed"
-        sizes = [p.stat().st_size for p in (store / "tmp").glob("partial-*")] if (store / "tmp").exists() else []
+        sizes = []
+        for p in (store / "tmp").glob("partial-*") if (store / "tmp").exists() else []:
+            if p.suffix in (".lock", ".validator"):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # completed and renamed meanwhile
+                sizes.append(p.stat().st_size)
         if sizes and max(sizes) >= at_least:
             return max(sizes)
         time.sleep(0.01)
