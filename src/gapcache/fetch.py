@@ -212,7 +212,7 @@ class Downloader:
     async def head_size(self, url: str) -> int | None:
         """Size of ``url`` from a HEAD request (None when the upstream does not say)."""
         if urlsplit(self._url(url)).scheme == "file":
-            return Path(url2pathname(urlsplit(self._url(url)).path)).stat().st_size
+            return os.stat(url2pathname(urlsplit(self._url(url)).path)).st_size  # a str: no interned Path parts
 
         async def once() -> int | None:
             hdrs, ssl = self._headers(url), self.client_tls.context(url)
@@ -304,7 +304,7 @@ class Downloader:
         return result
 
     def _copy_local(self, job: FetchJob) -> FetchResult:
-        src = Path(url2pathname(urlsplit(self._url(job.url)).path))
+        src = url2pathname(urlsplit(self._url(job.url)).path)  # a str: a Path would intern every name (100,000 files)
         fd, name = tempfile.mkstemp(dir=self.store.tmp, prefix=f"local-{os.getpid()}-")
         tmp = Path(name)
         try:

@@ -151,7 +151,9 @@ def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
     fsync_dir(path.parent)
 
 
-def read_range(source: Path | int, offset: int = 0, length: int | None = None, *, what: str = "") -> Iterator[bytes]:
+def read_range(
+    source: Path | str | int, offset: int = 0, length: int | None = None, *, what: str = ""
+) -> Iterator[bytes]:
     """The bytes of a file (a path, or an open descriptor read with ``pread``) from ``offset``:
     ``length`` of them, or to the end. The one loop that reads stored content; a file that ends
     early raises :class:`VerifyError`."""
