@@ -1,5 +1,5 @@
-"""Serving primitives every kind uses: where a blob lives, verified reads, Range, sending a blob,
-and the miss log.
+"""Serving primitives every kind uses: where a blob lives, verified reads, Range, sending a blob
+(the miss log is :mod:`~gapcache.misslog`).
 
 A blob is located as ``(file, offset, length)`` — a store blob is ``(path, 0, size)``, an archive
 member is ``(part, data offset, size)`` — so serving from an archive needs no second code path.
@@ -10,13 +10,10 @@ are then answered from memory, large ones go out with ``sendfile`` (zero copy).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
-import json
 import logging
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate, parsedate_to_datetime
@@ -29,9 +26,10 @@ from aiohttp.abc import AbstractStreamWriter
 from .archive import ArchiveReader, bootstrap_members, memberindex
 from .errors import GapcacheError, UsageError
 from .lock import Lock
+from .misslog import MissLog as MissLog  # re-exported: serve, the listeners and tests import it here
 from .root import Root
 from .store import hash_chunks, read_range
-from .wire import MAX_LOGGED, Prebuilt, cache_control, etag_matches, serialize_head
+from .wire import Prebuilt, cache_control, etag_matches, serialize_head
 
 log = logging.getLogger("gapcache.serve")
 
@@ -62,6 +60,7 @@ class BlobIndex:
         self.locs = locs
         self.last_modified = formatdate(last_modified, usegmt=True)
         self.mtime = int(last_modified)
+        self.lock_sha256 = ""  # from_archive: the sha256 of the lock's bytes in the archive
         self._verified: dict[str, asyncio.Future[bytes | None]] = {}
         self._failed: dict[str, tuple[tuple[int, int, int], GapcacheError]] = {}
         self._small: OrderedDict[str, bytes] = OrderedDict()
@@ -80,16 +79,9 @@ class BlobIndex:
     def from_archive(cls, parts: list[Path], *, cache: bool = True) -> tuple[BlobIndex, Lock]:
         """Index an uncompressed archive in place (content is verified on serve). The member
         offsets come from the cached member index when it is current (archive/memberindex.py)."""
-        heads = []
-        for part in parts:
-            with ArchiveReader(part) as r:
-                if r.compressed:
-                    raise UsageError(f"{part}: a compressed archive cannot be served in place; load it")
-                heads.append(r.head)
-        head, lock = heads[0], heads[0].lock
+        lock, lock_sha = _archive_lock(parts)
         expected = lock.blobs()
         resolved = [p.resolve() for p in parts]
-        lock_sha = hashlib.sha256(head.lock_bytes).hexdigest()
         boot = bootstrap_members(lock)
         locs = {
             d: BlobLoc(d, resolved[n], offset, size)
@@ -98,7 +90,9 @@ class BlobIndex:
         missing = [d for d in expected if d not in locs]
         if missing:
             raise GapcacheError(f"{parts[0]}: {len(missing)} blob(s) of the lock are not in the archive")
-        return cls(locs, parts[0].stat().st_mtime), lock
+        index = cls(locs, parts[0].stat().st_mtime)
+        index.lock_sha256 = lock_sha
+        return index, lock
 
     def get(self, digest: str | None) -> BlobLoc | None:
         return self.locs.get(digest) if digest else None
@@ -179,6 +173,23 @@ class BlobIndex:
             self._small_bytes -= len(old)
             # evicted small blobs are re-read (and re-verified) next time
             self._verified.pop(_, None)
+
+
+def _archive_lock(parts: list[Path]) -> tuple[Lock, str]:
+    """The lock of an archive to serve in place (as models) and the sha256 of its bytes. Each part's
+    lock is read and checked; the bytes are let go on return (57 MB at 100,000 items), before the
+    member index is read."""
+    lock: Lock | None = None
+    lock_sha = ""
+    for part in parts:
+        with ArchiveReader(part) as r:
+            if r.compressed:
+                raise UsageError(f"{part}: a compressed archive cannot be served in place; load it")
+            if lock is None:
+                lock, lock_sha = r.head.lock, hashlib.sha256(r.head.lock_bytes).hexdigest()
+    if lock is None:
+        raise UsageError("no archive to serve")
+    return lock, lock_sha
 
 
 def _file_id(path: Path) -> tuple[int, int, int]:
@@ -386,91 +397,6 @@ async def send_blob(
     stream = _SendfileResponse(loc, start, end - start, status=status, headers=headers)
     stream.content_length = end - start
     return stream
-
-
-# ---- misses -----------------------------------------------------------------------------------------
-
-
-class MissLog:
-    """``misses.jsonl``: one JSON line per request the mirrors could not answer (time, listener,
-    path, status, client address), appended with O_APPEND (safe across workers) — and bounded whatever clients do.
-
-    A path is cut to :data:`MAX_LOGGED` characters. The first miss of a (listener, path, status, client) is
-    written at once; repeats are counted and written every ``flush_every`` seconds as one line with
-    ``count`` (the repeats since the line before). The file stops growing at ``max_bytes`` (said
-    once in the server log); misses are recorded again if it is truncated or rotated by copy.
-    """
-
-    MAX_KEYS = 4096  # distinct misses counted in memory between flushes
-
-    def __init__(self, path: Path | None, max_bytes: int = 64 << 20, flush_every: float = 60.0) -> None:
-        self.fd: int | None = None
-        self.path = path
-        self.max_bytes = max_bytes
-        self.flush_every = flush_every
-        self._repeats: dict[tuple[str, str, int, str | None], int] = {}
-        self._flushed = time.monotonic()
-        self._full = False
-        if path is not None:
-            try:
-                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            except OSError as exc:
-                log.warning("cannot write %s: %s (misses will not be recorded)", path, exc)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            self.flush()
-            os.close(self.fd)
-            self.fd = None
-
-    def record(self, listener: str, path: str, status: int, client: str | None = None) -> None:
-        if self.fd is None:
-            return
-        key = (listener, path[:MAX_LOGGED], status, client)
-        seen = self._repeats.get(key)
-        if seen is not None:
-            self._repeats[key] = seen + 1
-        else:
-            if len(self._repeats) >= self.MAX_KEYS:
-                self.flush(forget=True)
-            self._repeats[key] = 0
-            self._write([self._line(key, 1)])
-        if time.monotonic() - self._flushed >= self.flush_every:
-            self.flush()
-
-    def flush(self, forget: bool = False) -> None:
-        """Write the repeats counted since the last flush; forget the misses that did not repeat."""
-        self._flushed = time.monotonic()
-        lines = [self._line(key, n) for key, n in self._repeats.items() if n]
-        self._repeats = {} if forget else {key: 0 for key, n in self._repeats.items() if n}
-        self._write(lines)
-
-    @staticmethod
-    def _line(key: tuple[str, str, int, str | None], count: int) -> bytes:
-        entry: dict[str, object] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "listener": key[0],
-            "path": key[1],
-            "status": key[2],
-        }
-        if key[3] is not None:
-            entry["client"] = key[3]
-        if count > 1:
-            entry["count"] = count
-        return (json.dumps(entry, sort_keys=True) + "\n").encode()
-
-    def _write(self, lines: list[bytes]) -> None:
-        if self.fd is None or not lines:
-            return
-        data = b"".join(lines)
-        with contextlib.suppress(OSError):
-            if os.fstat(self.fd).st_size + len(data) > self.max_bytes:
-                if not self._full:
-                    log.warning("%s reached %d bytes: no more misses are recorded", self.path, self.max_bytes)
-                self._full = True
-                return
-            self._full = False
-            os.write(self.fd, data)
 
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]

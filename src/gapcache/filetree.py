@@ -48,18 +48,23 @@ class FilesTree:
         self.dirs: dict[str, _Dir] = {"/": _Dir()}
         self._rendered: dict[str, Page] = {}
         versioned = VERSIONED.get(prefix)
+        files, locs, cut = self.files, blobs.locs, len(prefix)
+        last_parent, last_dir = "", self.dirs["/"]  # the lock is sorted: a directory's files come together
         for item in items:
             for art in item.artifacts:
-                if not art.path.startswith(prefix):
+                path = art.path
+                if not path.startswith(prefix) or art.digest is None:
                     continue
-                loc = blobs.get(art.digest)
+                loc = locs.get(art.digest)
                 if loc is None:
                     continue
-                url = "/" + art.path[len(prefix) :]
+                url = "/" + path[cut:]
                 immutable = versioned is not None and versioned.search(url) is not None
-                self.files[url] = (loc, art.media_type, immutable)
+                files[url] = (loc, art.media_type, immutable)
                 parent, _, name = url.rpartition("/")
-                self._add_dir(parent + "/").files[name] = loc.size
+                if parent != last_parent:
+                    last_parent, last_dir = parent, self._add_dir(parent + "/")
+                last_dir.files[name] = loc.size
 
     def _add_dir(self, path: str) -> _Dir:
         d = self.dirs.get(path)

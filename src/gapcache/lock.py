@@ -8,6 +8,8 @@ JSON, sorted keys, items sorted, no timestamps: the same inputs give the same by
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import io
 import json
@@ -33,6 +35,20 @@ GENERATED = "generated"  # the source of bytes gapcache produces on the connecte
 _FIELDS_SETS: dict[type, list[set[str]]] = {}
 # a logical path every check of names.logical_path_error passes (the common case, checked fast)
 _PLAIN_PATH = re.compile(r"(?:(?!\.\.?/)[\w.+~@%=,:-]+/)*(?!\.\.?\Z)[\w.+~@%=,:-]+", re.ASCII)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a lock's models are made: they hold no cycles (they are
+    freed by their reference counts), yet the collector's passes over a heap growing by 100,000
+    models took ~0.5 s of a 1.7 s parse. The previous state is restored."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def share_fields_set(model: BaseModel) -> None:
@@ -286,7 +302,8 @@ def parse_lock(data: bytes, source: str) -> Lock:
     cached = _PARSED.get(key)
     if cached is not None:
         return cached
-    lock = _parse_whole(data, source)
+    with gc_paused():
+        lock = _parse_whole(data, source)
     _PARSED[key] = _LAST[0] = lock
     return lock
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -136,3 +137,28 @@ def test_a_tampered_member_is_refused_with_a_current_index(built: Built) -> None
             f.seek(offset + 10)
             f.write(byte)
         os.utime(built.archive, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_serve_archive_lists_directories_and_names_its_lock(built: Built) -> None:
+    """The files tree built in one pass (issue 16): a directory of 500 files lists each of them
+    with its size; /metrics names the served lock by the sha256 of the archive's lock bytes."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    some = _sample(built, 1)[0]
+    folder = some.rpartition("/")[0] + "/"
+    with serving(built.archive) as (_, port):
+        status, page = _get(port, folder)
+        assert status == 200
+        listed = dict(re.findall(rb'<a href="([^"/]+)">[^<]+</a> +\S+ \S+ +(\d+)\r\n', page))
+        mine = {p.rpartition("/")[2]: len(d) for p, d in built.files.items() if p.startswith(folder)}
+        assert len(mine) == N // 4
+        assert {k.decode(): int(v) for k, v in listed.items()} == mine
+        metrics = _get(port, "/metrics")[1].decode()
+    locks = [
+        s.labels["lock"]
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "gapcache_served_set_info"
+    ]
+    with ArchiveReader(built.archive, parse=False) as r:
+        assert locks == [hashlib.sha256(r.head.lock_bytes).hexdigest() + ".json"]
