@@ -18,7 +18,6 @@ from .lock import GENERATED, Artifact, Item, Lock, share_fields_set
 from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .scratch import check_scratch
-from .signing import fingerprint, load_private_key, sig_path, sign
 from .store import Store, atomic_write, check_space, lock_file, unlock_file
 
 if TYPE_CHECKING:  # the bootstrap kind (and the Python kind under it) is loaded only when used
@@ -105,7 +104,11 @@ async def plan(manifest: Manifest, opts: BuildOptions) -> BuildResult:
 async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | None = None) -> BuildResult:
     """Resolve (or take ``locked``), fetch every artifact, and pack the archive if all succeeded."""
     store = Store(opts.store)
-    signer = load_private_key(opts.sign_key) if opts.sign_key is not None else None  # a bad key: before fetching
+    signer = None
+    if opts.sign_key is not None:  # cryptography is loaded only to sign; a bad key fails before fetching
+        from .signing import load_private_key
+
+        signer = load_private_key(opts.sign_key)
     store.ensure()
     async with Downloader(
         store,
@@ -165,7 +168,11 @@ async def build(manifest: Manifest | None, opts: BuildOptions, locked: Lock | No
         return result
     lock = locked if locked is not None else Lock.build(fetched)
     result.lock = lock
-    signature = sign(signer, lock.to_bytes()) if signer is not None else None
+    signature = None
+    if signer is not None:
+        from .signing import fingerprint, sig_path, sign
+
+        signature = sign(signer, lock.to_bytes())
     result.packed = pack(
         lock,
         store,

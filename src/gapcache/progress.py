@@ -7,22 +7,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import (
-    Progress as RichBar,
-)
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from .errors import human_bytes
+
+if TYPE_CHECKING:  # rich is loaded only for a terminal's bars
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class Progress(Protocol):
@@ -114,6 +105,10 @@ class RichProgress:
     """Overall bytes, rate and ETA, plus one bar per active item."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import Progress as RichBar
+
         self.bar = RichBar(
             TextColumn("{task.description}", justify="left"),
             BarColumn(),

@@ -19,7 +19,7 @@ def test_each_lazy_entry_names_its_kind_and_listener() -> None:
         assert (real.name, real.listener) == (name, lazy.listener), name
 
 
-def test_a_files_only_build_loads_no_other_kind(tmp_path: Path) -> None:
+def test_a_quiet_files_only_build_loads_no_other_kind_and_no_serving_code(tmp_path: Path) -> None:
     src = tmp_path / "a.txt"
     src.write_text("lazy\n")
     manifest = tmp_path / "m.yaml"
@@ -28,11 +28,13 @@ def test_a_files_only_build_loads_no_other_kind(tmp_path: Path) -> None:
         "import json, sys\nfrom gapcache.cli import main\n"
         f"code = main(['build', '-f', {str(manifest)!r}, '-o', {str(tmp_path / 'o.tar')!r}, "
         f"'--store', {str(tmp_path / 'store')!r}, '--no-bootstrap', '-q'])\n"
-        "print(json.dumps([code, sorted(m for m in sys.modules if m.startswith('gapcache.kinds.'))]))\n"
+        "print(json.dumps([code, sorted(m for m in sys.modules if m.startswith('gapcache.kinds.')),\n"
+        "  sorted(m for m in ('aiohttp.web', 'cryptography', 'rich', 'gapcache.blobs') if m in sys.modules)]))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=cli_env(), check=True)
-    code, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    code, loaded, heavy = json.loads(out.stdout.strip().splitlines()[-1])
     assert code == 0, out.stderr
     assert (tmp_path / "o.tar").exists()
     kinds = {m.split(".")[2] for m in loaded}
     assert kinds == {"base", "file"}, loaded  # not apt, rpm, chart, image, python, git, galaxy, bootstrap
+    assert heavy == [], heavy  # no serving code, no cryptography (only --sign), no rich (only a terminal's bars)

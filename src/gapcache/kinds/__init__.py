@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..blobs import BlobIndex, Handler
 from ..lock import Item
 from ..store import Store
 from .base import Kind, ResolveContext
+
+if TYPE_CHECKING:  # serving code (aiohttp.web) is not loaded by a build
+    from ..blobs import BlobIndex, Handler
 
 
 def _given(section: Any, ctx: ResolveContext) -> bool:

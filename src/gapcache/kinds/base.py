@@ -16,13 +16,15 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..blobs import BlobIndex, Handler
 from ..errors import EnvironmentProblem, Failure, GapcacheError, describe
 from ..fetch import Downloader
 from ..lock import Item
 from ..store import Store
+
+if TYPE_CHECKING:  # serving code (aiohttp.web) is not loaded by a build
+    from ..blobs import BlobIndex, Handler
 
 T = TypeVar("T")
 

@@ -8,12 +8,15 @@ listings in the style of nginx's autoindex.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from ...blobs import BlobIndex, Handler
 from ...lock import Artifact, Item
 from ...manifest.files import FileEntry
 from ...store import Store
 from ..base import ResolveContext
+
+if TYPE_CHECKING:  # serving code (aiohttp.web) is not loaded by a build
+    from ...blobs import BlobIndex, Handler
 
 
 def guess_media_type(path: str) -> str:
