@@ -34,6 +34,7 @@ SCRIPTS: list[tuple[str, list[str], str]] = [
     ("requests-w2", ["bench_requests.py", "--workers", "2"], "same with 2 workers each"),
     ("serve", ["bench_serve.py"], "files mirror: 1 GiB file, 4 KiB file, listing, 1 worker"),
     ("serve-w2", ["bench_serve.py", "--workers", "2"], "same with 2 workers each"),
+    ("serve-archive", ["bench_serve_archive.py"], "1 GiB from a store file and from an archive member vs nginx"),
     ("fetch", ["bench_fetch_small.py"], "build of 1,000 small files vs curl + sha256sum + tar + sync"),
     ("pack", ["bench_pack_load.py"], "pack and load vs tar"),
     ("images", ["bench_images.py"], "images vs skopeo and docker-registry"),
