@@ -9,7 +9,10 @@ export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p demo
 ls /var/lib/apt/lists/*Packages* >/dev/null 2>&1 || apt-get update -qq
 python scripts/example_manifest.py demo/example.yaml
-gapcache build -f demo/example.yaml -o demo/example.tar --store demo/store
+# the archive carries gapcache itself (install.sh + wheels) for this host's Python and CPU; a real build
+# defaults to Python 3.10-3.12 on x86_64 and aarch64
+gapcache build -f demo/example.yaml -o demo/example.tar --store demo/store \
+  --bootstrap-python "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --bootstrap-platform "$(uname -m)"
 gapcache ls demo/example.tar
 gapcache verify -q demo/example.tar
 echo
