@@ -10,31 +10,12 @@ archive in place (the member's bytes at their offset: the kernel's sendfile from
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 from bench_serve import curl_rate, prepare
-from common import PY, REPO, free_port, gapcache_serve, need, nginx, table, wait_port
+from common import PY, REPO, gapcache_serve, need, nginx, table
 
 MIB = 1 << 20
-
-
-@contextlib.contextmanager
-def serve_archive(archive: Path) -> Iterator[int]:
-    port = free_port()
-    log = open(archive.parent / "gapcache-serve-archive.log", "a")  # noqa: SIM115
-    cmd = [PY, "-m", "gapcache", "serve", "--archive", str(archive), "--bind", "127.0.0.1"]
-    cmd += ["--port", f"files={port}", "--no-access-log"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_port(port)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 def big(port: int) -> float:
@@ -57,7 +38,7 @@ def main() -> None:
         ref = big(port)
     with gapcache_serve(work / "root") as port:
         root = big(port)
-    with serve_archive(archive) as port:
+    with gapcache_serve(archive, archive=True) as port:
         member = big(port)
     rows = [
         ("1 GiB, store file (serve --root; curl, best of 3)", f"{root / MIB:.0f} MiB/s", f"nginx {ref / MIB:.0f} MiB/s",

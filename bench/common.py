@@ -86,11 +86,13 @@ http {{
 
 
 @contextlib.contextmanager
-def gapcache_serve(root: Path, workers: int = 1, listener: str = "files") -> Iterator[int]:
-    """``gapcache serve`` of ROOT with one listener on a free port (no access log); yields the port."""
+def gapcache_serve(root: Path, workers: int = 1, listener: str = "files", *, archive: bool = False) -> Iterator[int]:
+    """``gapcache serve`` of ROOT (or, with ``archive``, of the archive ROOT in place) with one listener on
+    a free port (no access log); yields the port."""
     port = free_port()
     log = open(root.parent / "gapcache-serve.log", "a")  # noqa: SIM115
-    cmd = [PY, "-m", "gapcache", "serve", "--root", str(root), "--bind", "127.0.0.1", "--port", f"{listener}={port}"]
+    source = ["--archive" if archive else "--root", str(root)]
+    cmd = [PY, "-m", "gapcache", "serve", *source, "--bind", "127.0.0.1", "--port", f"{listener}={port}"]
     cmd += ["--workers", str(workers), "--no-access-log"]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:

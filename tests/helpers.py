@@ -64,3 +64,20 @@ def serve_dir(root: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextlib.contextmanager
+def small_tmpfs(mnt: Path, size: str = "4m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``mnt`` (root): a disk that fills up, or has no room, on demand."""
+    import subprocess
+
+    import pytest
+
+    mnt.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+    if res.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (needs root): {res.stderr!r}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import UpstreamHandle, cli_env, gapcache, sha256, write_manifest
+from helpers import small_tmpfs
 
 MB = 1 << 20
 
@@ -105,15 +106,8 @@ def test_unpinned_resume_after_the_upstream_changed_starts_over(tmp_path: Path, 
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
-    if res.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the full-disk test (needs root): {res.stderr!r}")
-    try:
+    with small_tmpfs(tmp_path / "tiny") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _nothing_partial(root: Path) -> None:

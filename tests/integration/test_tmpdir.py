@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import UpstreamHandle, gapcache, write_manifest
+from helpers import small_tmpfs as mount_tmpfs
 
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
-    if res.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (needs root): {res.stderr!r}")
-    try:
+    with mount_tmpfs(tmp_path / "small") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _blobs(store: Path) -> list[Path]:
