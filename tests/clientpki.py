@@ -4,7 +4,11 @@ certificate by that CA, one by another CA, and a key that belongs to no certific
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import shutil
+import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,3 +70,26 @@ def make_pki(d: Path) -> Pki:
     assert files.ca is not None
     return Pki(d, files.ca, files.cert, files.key, d / "entitlement.pem", d / "entitlement-key.pem",
                d / "stranger.pem", d / "stranger-key.pem", d / "other-key.pem")  # fmt: skip
+
+
+@contextlib.contextmanager
+def handshake_refusing_server(pki: Pki, cwd: Path) -> Iterator[int]:
+    """OpenSSL's s_server on 127.0.0.1 requiring a client certificate by the test CA: it refuses in the
+    TLS handshake itself (an asyncio server drops the connection before its alert leaves, so it cannot
+    show this). Yields its port; skips the test where openssl is missing."""
+    import pytest
+
+    from conftest import free_port, wait_port
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    port = free_port()
+    cmd = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(pki.server_cert), "-key",
+           str(pki.server_key), "-CAfile", str(pki.ca), "-Verify", "1", "-verify_return_error", "-WWW"]  # fmt: skip
+    server = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, server)  # type: ignore[arg-type]
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +17,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from clientpki import Pki, make_pki
-from conftest import free_port, wait_port
+from clientpki import Pki, handshake_refusing_server, make_pki
 from gapcache.clienttls import ClientTls, TlsClient
 from gapcache.errors import FetchError, ManifestError, UsageError
 from gapcache.fetch import Downloader, FetchJob
@@ -137,34 +134,25 @@ def test_every_request_path_presents_the_registered_certificate(tmp_path: Path, 
 def test_a_refused_handshake_is_said_at_once(tmp_path: Path, pki: Pki) -> None:
     """OpenSSL's s_server requiring a certificate by the test CA refuses in the handshake itself (an
     asyncio server drops the connection before its alert leaves, so it cannot show this)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs openssl")
-    port = free_port()
-    cmd = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(pki.server_cert), "-key",
-           str(pki.server_key), "-CAfile", str(pki.ca), "-Verify", "1", "-verify_return_error", "-WWW"]  # fmt: skip
-    server = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"https://127.0.0.1:{port}"
-    tls = ClientTls()
-    tls.add(base + "/", TlsClient("yum repo r", str(pki.stranger_cert), str(pki.stranger_key), str(pki.ca)))
-    tls.add(base + "/anon/", TlsClient("yum repo anon", ca=str(pki.ca)))
     slept: list[float] = []
 
     async def sleep(s: float) -> None:
         slept.append(s)
 
-    async def get(path: str) -> bytes:
-        async with Downloader(Store(tmp_path / "store"), client_tls=tls, sleep=sleep) as dl:
-            return await dl.get_bytes(base + path)
+    with handshake_refusing_server(pki, tmp_path) as port:
+        base = f"https://127.0.0.1:{port}"
+        tls = ClientTls()
+        tls.add(base + "/", TlsClient("yum repo r", str(pki.stranger_cert), str(pki.stranger_key), str(pki.ca)))
+        tls.add(base + "/anon/", TlsClient("yum repo anon", ca=str(pki.ca)))
 
-    try:
-        wait_port(port, server)  # type: ignore[arg-type]
+        async def get(path: str) -> bytes:
+            async with Downloader(Store(tmp_path / "store"), client_tls=tls, sleep=sleep) as dl:
+                return await dl.get_bytes(base + path)
+
         with pytest.raises(FetchError, match="refused the client certificate of yum repo r"):
             asyncio.run(get("/repo/meta.xml"))
         with pytest.raises(FetchError, match="refused the TLS handshake without a client certificate"):
             asyncio.run(get("/anon/meta.xml"))  # the longer prefix: a CA, no certificate
-    finally:
-        server.terminate()
-        server.wait(10)
     assert slept == []  # not retried as if the connection had dropped
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from clientpki import Pki, make_pki
+from clientpki import Pki, handshake_refusing_server, make_pki
 from conftest import free_port, gapcache, wait_port
 from rpmrepo import build_repo
 
@@ -158,22 +158,12 @@ def test_a_certificate_the_server_does_not_accept_is_said_to_be_refused(tmp_path
         res.stderr
     ), res.stderr
     # a server that refuses in the TLS handshake itself (OpenSSL's s_server requiring a certificate)
-    if shutil.which("openssl") is None:
-        pytest.skip("needs openssl")
-    port = free_port()
-    cmd = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(pki.server_cert), "-key",
-           str(pki.server_key), "-CAfile", str(pki.ca), "-Verify", "1", "-verify_return_error", "-WWW"]  # fmt: skip
-    server = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, server)  # type: ignore[arg-type]
+    with handshake_refusing_server(pki, tmp_path) as port:
         start = time.monotonic()
         res = _build(tmp_path, _repo("rhel-baseos", f"https://127.0.0.1:{port}/el9", **stranger))
         assert res.returncode == 1, res.stderr
         assert "rhel-baseos" in res.stderr and "refused the client certificate of yum repo rhel-baseos" in res.stderr
         assert time.monotonic() - start < 10, "a refused certificate is not a transient failure (retries: 12 s+)"
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def test_a_key_that_is_not_the_certificates_is_a_manifest_error(tmp_path: Path, pki: Pki, cdn: Cdn) -> None:
